@@ -1,0 +1,1 @@
+"""Checkpoint adapters: each turns one family's files into a :class:`ProbeTarget`."""

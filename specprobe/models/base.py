@@ -1,0 +1,76 @@
+"""What every checkpoint adapter hands the probe engine: a :class:`ProbeTarget`.
+
+An adapter knows one checkpoint family: how to load its files safely, how its model makes an
+ensemble exactly as it was trained, how its data is normalised for the loss, and where the degree
+axis l sits in each spectral parameter. The engine knows none of that; it only sees this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class SpectralParam:
+    """One trainable parameter and, if it is per-degree, where its degree axis is."""
+
+    name: str
+    tensor: Any  # the live torch.nn.Parameter inside the model
+    degree_axis: int | None  # None: not per-degree (report its plain gradient norm only)
+    layout: str = ""  # e.g. "(out, in, L) complex64, torch-harmonics driscoll-healy"
+    l0_bypassed: bool = False  # l = 0 weight unused by design (filter_preserves_global_mean)
+
+    @property
+    def per_degree(self) -> bool:
+        return self.degree_axis is not None
+
+    @property
+    def n_degrees(self) -> int | None:
+        return None if self.degree_axis is None else int(self.tensor.shape[self.degree_axis])
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.tensor.shape),
+            "dtype": str(self.tensor.dtype).removeprefix("torch."),
+            "degree_axis": self.degree_axis,
+            "layout": self.layout,
+            "l0_bypassed": self.l0_bypassed,
+        }
+
+
+@dataclass
+class Batch:
+    """One batch of probe data. ``payload`` is adapter-specific (tensors or dicts of tensors)."""
+
+    payload: Any
+    size: int
+    meta: dict = field(default_factory=dict)
+
+
+class ProbeTarget(Protocol):
+    family: str  # e.g. "torch-harmonics-sfno", "fme"
+    channel_names: list[str]  # in the loss's channel order
+    nlat: int
+    nlon: int
+    data_grid: str  # grid type of the data ("equiangular", "legendre-gauss")
+    loss_grid: str  # grid of the loss SHT ("legendre-gauss" for fme)
+    device: Any
+
+    def parameters(self) -> list[SpectralParam]:
+        """Every trainable parameter, per-degree ones with their degree axis."""
+
+    def describe(self) -> dict:
+        """Provenance: format, grid, channels, parameter layouts, training metadata."""
+
+    def batches(self, data: Any, *, n_samples: int, batch_size: int, seed: int) -> Iterator[Batch]:
+        """Input/target batches normalised as the model was trained."""
+
+    def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
+        """The training forward: (gen (B, E, C, H, W), target (B, 1, C, H, W)) in loss space.
+
+        Members are repeat-interleaved along the batch and every row draws its own noise, as fme
+        trains; ``seed`` makes the noise reproducible.
+        """

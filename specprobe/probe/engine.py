@@ -1,0 +1,248 @@
+"""The probe engine: one forward per batch, one backward per loss variant, statistics per degree.
+
+Family-agnostic: it sees only a :class:`~specprobe.models.base.ProbeTarget` and loss variants.
+Per microbatch of samples it runs the model's training forward once, takes the loss SHT of the
+generated and target fields once, and then, for each variant (baseline and whitened), backpropagates
+each sample's loss separately from that shared graph (``retain_graph``) so per-sample gradients give
+the gradient signal-to-noise ratio. The gradient of the mean loss over all samples is the mean of
+the per-sample gradients, exactly what an optimizer would see for one batch of all of them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SpecprobeError
+from ..spectral import (
+    POWER_CONVENTIONS,
+    WhiteningConfig,
+    crps,
+    curve_stats,
+    degree_power,
+    energy_score_loss_terms,
+    energy_score_terms,
+    loss_scaling,
+    mode_weights,
+    parse_bands,
+    to_spectral,
+)
+from ..spectral.stats import band_mean
+from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
+from .result import ProbeResult
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The probed loss: ``crps_weight * CRPS + energy_score_weight * ES(whitening)`` (fme EnsembleLoss)."""
+
+    crps_weight: float = 0.0
+    energy_score_weight: float = 1.0
+    crps_alpha: float = 1.0
+
+    def __post_init__(self):
+        if self.crps_weight < 0 or self.energy_score_weight <= 0:
+            raise ValueError(
+                f"crps_weight >= 0 and energy_score_weight > 0 expected, got {self.crps_weight}, {self.energy_score_weight}"
+            )
+
+
+def as_variants(variants: Sequence) -> list[WhiteningConfig]:
+    """Baseline first, then each whitening setting once, in the order given."""
+    out = [WhiteningConfig()]
+    for v in variants:
+        if isinstance(v, str):
+            cfg = WhiteningConfig.parse(v)
+        elif isinstance(v, dict):
+            cfg = WhiteningConfig.from_fme(v)
+        elif isinstance(v, WhiteningConfig):
+            cfg = v
+        else:
+            raise ValueError(f"variants: expected strings, dicts or WhiteningConfig, got {type(v).__name__}")
+        if cfg.name not in [c.name for c in out]:
+            out.append(cfg)
+    return out
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SpecprobeError(f"--device: expected auto, cpu or cuda[:i], got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpecprobeError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SpecprobeError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) present")
+    elif dev.type != "cpu":
+        raise SpecprobeError(f"--device: expected auto, cpu or cuda[:i], got {device!r}")
+    return dev
+
+
+def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
+              batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
+              progress: Callable[[int, int], None] | None = None) -> ProbeResult:
+    """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point."""
+    import torch
+
+    for name, value, lo in (("n_samples", n_samples, 1), ("n_ensemble", n_ensemble, 1), ("batch_size", batch_size, 1)):
+        if not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
+    configs = as_variants(variants)
+    params = target.parameters()
+    spectral_params = [p for p in params if p.per_degree]
+    if not spectral_params:
+        raise SpecprobeError("the model has no per-degree (spectral) parameters to probe")
+    other_params = [p for p in params if not p.per_degree]
+    n_degrees = max(p.n_degrees for p in spectral_params)
+    band_list = parse_bands(bands, n_degrees)
+    inputs = [p.tensor for p in params]
+
+    moments = {c.name: [GradientMoments(p.tensor, p.degree_axis) for p in params] for c in configs}
+    out_grad_sq = {c.name: None for c in configs}
+    factors = {c.name: SampleCollector() for c in configs if c.kind != "none"}
+    target_power, pred_power = SampleCollector(), SampleCollector()
+    skill_rows, spread_rows = SampleCollector(), SampleCollector()
+    loss_sums = {c.name: 0.0 for c in configs}
+    n_done = 0
+    started = time.perf_counter()
+
+    for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
+        gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
+        gen_hat = to_spectral(gen, grid=target.loss_grid)
+        tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+        b = gen.shape[0]
+        with torch.no_grad():
+            target_power.add(degree_power(tgt_hat[:, 0]))
+            pred_power.add(degree_power(gen_hat).mean(dim=1))
+            skill, spread = energy_score_terms(gen_hat, tgt_hat)
+            w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
+            skill_rows.add((skill * w).sum(-1))
+            spread_rows.add((spread * w).sum(-1))
+        crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
+        for cfg in configs:
+            whitening = cfg.build()
+            factor = whitening.factor(tgt_hat) if whitening is not None else None
+            if factor is not None:
+                factors[cfg.name].add(factor[..., 0])
+            terms = energy_score_loss_terms(gen_hat, tgt_hat, factor=factor, weight=loss.energy_score_weight)
+            per_sample = terms.per_sample_channel  # (B, C)
+            if crps_term is not None:
+                per_sample = per_sample + loss.crps_weight * crps_term
+            per_sample = per_sample.mean(dim=1)  # each sample's loss (mean over channels, as fme)
+            loss_sums[cfg.name] += float(per_sample.detach().sum())
+            for s in range(b):
+                grads = torch.autograd.grad(per_sample[s], inputs + [gen_hat], retain_graph=True, allow_unused=True)
+                for acc, g, p in zip(moments[cfg.name], grads[:-1], params):
+                    acc.add(g if g is not None else torch.zeros_like(p.tensor))
+                g_hat = grads[-1]
+                sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
+                out_grad_sq[cfg.name] = sq if out_grad_sq[cfg.name] is None else out_grad_sq[cfg.name] + sq
+        del gen, tgt, gen_hat, tgt_hat
+        n_done += b
+        if progress is not None:
+            progress(n_done, n_samples)
+
+    return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
+                      skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
+                      elapsed=time.perf_counter() - started, loss=loss)
+
+
+def _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
+               skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees, *, elapsed, loss) -> ProbeResult:
+    channels = list(target.channel_names)
+    degrees = list(range(n_degrees))
+    grad_by_l, gsnr_by_l, layer_stats, other, nonfinite, stats, out_grad = {}, {}, {}, {}, {}, {}, {}
+    for cfg in configs:
+        name = cfg.name
+        layers, curves_full, gsnr_sum, gsnr_n = {}, [], np.zeros(n_degrees), np.zeros(n_degrees)
+        other[name], nonfinite[name], layer_stats[name] = {}, {}, {}
+        for p, acc in zip(params, moments[name]):
+            if acc.nonfinite:
+                nonfinite[name][p.name] = acc.nonfinite
+            if not p.per_degree:
+                other[name][p.name] = acc.norm_of_mean()
+                continue
+            curve = acc.mean_grad_by_degree()
+            if len(curve) == n_degrees:
+                curves_full.append(curve)
+                sums = acc.gsnr_sums_by_degree()
+                if sums is not None:
+                    gsnr_sum += sums[0]
+                    gsnr_n += sums[1]
+            shown = curve.astype(float).copy()
+            if p.l0_bypassed:
+                shown[0] = math.nan  # zero by design, not a finding
+            layers[p.name] = shown.tolist()
+            s = curve_stats(shown, band_list)
+            layer_stats[name][p.name] = {"decline_ratio": s["decline_ratio"], "spearman_rho": s["spearman_rho"]}
+        total = rss(curves_full)
+        if all(p.l0_bypassed for p in params if p.per_degree and p.n_degrees == n_degrees):
+            total[0] = math.nan
+        grad_by_l[name] = {"total": total.tolist(), "layers": layers}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gsnr = np.where(gsnr_n > 0, gsnr_sum / np.maximum(gsnr_n, 1), math.nan) if n_done >= 2 else None
+        gsnr_by_l[name] = gsnr.tolist() if gsnr is not None else []
+        out_grad[name] = (np.sqrt(out_grad_sq[name].cpu().numpy()) / max(n_done, 1)).tolist()
+        st = curve_stats(total, band_list)
+        st["gsnr_band_median"] = ({b.name: float(np.nanmedian(gsnr[b.lo:b.hi + 1])) if np.isfinite(gsnr[b.lo:b.hi + 1]).any() else math.nan
+                                   for b in band_list} if gsnr is not None else {})
+        st["loss"] = loss_sums[name] / max(n_done, 1)
+        stats[name] = st
+    base = grad_by_l["baseline"]["total"]
+    stats["boost"] = {
+        cfg.name: {b.name: _ratio(band_mean(grad_by_l[cfg.name]["total"], b), band_mean(base, b)) for b in band_list}
+        for cfg in configs if cfg.kind != "none"
+    }
+    factor_by_l = {}
+    for name, col in factors.items():
+        arr = col.stack()  # (N, C, L)
+        factor_by_l[name] = {ch: percentile_summary(arr[:, i]) for i, ch in enumerate(channels)}
+    tp, pp = target_power.stack(), pred_power.stack()
+    sk, sd = skill_rows.stack(), spread_rows.stack()
+    provenance = dict(target.describe_for_provenance() if hasattr(target, "describe_for_provenance") else {})
+    provenance.update({
+        "family": target.family,
+        "grid": {"nlat": target.nlat, "nlon": target.nlon, "data_grid": target.data_grid},
+        "lmax": n_degrees,
+        "sht": {"loss_grid": target.loss_grid, "library": "torch-harmonics RealSHT", "norm": "ortho",
+                "csphase": True, "lmax": "nlat", "mmax": "nlon // 2 + 1"},
+        "power_convention": {"name": "physical", "definition": POWER_CONVENTIONS["physical"]},
+        "loss": {"type": "EnsembleLoss", "crps_weight": loss.crps_weight, "energy_score_weight": loss.energy_score_weight,
+                 "almost_fair_crps_alpha": loss.crps_alpha, "energy_score": "fair, beta=1, fme 2026.10.0 weighting"},
+        "spectral_parameters": [p.describe() for p in params if p.per_degree],
+        "n_samples_probed": n_done,
+        "elapsed_s": round(elapsed, 3),
+    })
+    return ProbeResult(
+        provenance=provenance,
+        degrees=degrees,
+        channels=channels,
+        bands=[{"name": b.name, "lo": b.lo, "hi": b.hi} for b in band_list],
+        variants=[{"name": c.name, "whitening": c.to_dict()} for c in configs],
+        grad_by_l=grad_by_l,
+        gsnr_by_l=gsnr_by_l,
+        output_grad_by_l=out_grad,
+        whitening_factor_by_l=factor_by_l,
+        target_power_by_l={ch: tp[:, i].mean(axis=0).tolist() for i, ch in enumerate(channels)},
+        prediction_power_by_l={ch: pp[:, i].mean(axis=0).tolist() for i, ch in enumerate(channels)},
+        es_skill_spread_by_l={ch: {"skill": sk[:, i].mean(axis=0).tolist(), "spread": sd[:, i].mean(axis=0).tolist()}
+                              for i, ch in enumerate(channels)},
+        stats=stats,
+        layer_stats=layer_stats,
+        other_params=other,
+        loss={name: stats[name]["loss"] for name in stats if name != "boost"},
+        nonfinite={k: v for k, v in nonfinite.items() if v},
+    )
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and math.isfinite(b) and b != 0 else math.nan

@@ -1,0 +1,109 @@
+"""ProbeResult: the probe's findings as plain data (lists, dicts, floats) — no tensors, no model.
+
+Reporting reads only this (or its JSON), so tables and figures can be re-made from files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+SCHEMA = "specprobe.grad-by-l/1"
+EARTH_RADIUS_KM = 6371.0
+
+CONVENTIONS = {
+    "gradient_norm": "per degree l: L2 norm over every element of the parameter at that degree "
+                     "(all other axes, incl. re/im) of the gradient of the mean loss over all probed samples; "
+                     "'total' is the root-sum-square over the per-degree parameters",
+    "gsnr": "per element: mean^2 / variance (unbiased) of per-sample gradients; averaged over the elements of each degree, "
+            "then root-sum-square-free: the per-degree mean over all per-degree parameters",
+    "output_grad": "per degree l: L2 norm over (sample, member, channel, m) of d loss / d gen_hat",
+    "wavelength_km": "2 pi R / sqrt(l (l + 1)), R = 6371 km",
+    "whitening_factor": "fme SpectralWhitening.factor per (sample, channel, l): mean, 10th and 90th percentile over samples",
+    "es_skill_spread": "per channel and degree, baseline loss weighting (mode weights, 1/(2 sqrt(LM)), mean over samples): "
+                       "skill = E|X - y|, spread = 0.5 E|X - X'|, ES = skill - spread",
+}
+
+
+def wavelength_km(degree: int) -> float:
+    return math.inf if degree <= 0 else 2 * math.pi * EARTH_RADIUS_KM / math.sqrt(degree * (degree + 1))
+
+
+def _clean(x):
+    """JSON has no NaN/Inf: write them as null."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _unclean(x):
+    if x is None:
+        return math.nan
+    if isinstance(x, dict):
+        return {k: _unclean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unclean(v) for v in x]
+    return x
+
+
+@dataclass
+class ProbeResult:
+    provenance: dict
+    degrees: list[int]
+    channels: list[str]
+    bands: list[dict]  # [{"name", "lo", "hi"}]
+    variants: list[dict]  # [{"name", "whitening": {kind, exponent, eps_frac}}]
+    grad_by_l: dict  # {variant: {"total": [...], "layers": {param: [...]}}}
+    gsnr_by_l: dict  # {variant: [...]} (empty lists when n_samples < 2)
+    output_grad_by_l: dict  # {variant: [...]}
+    whitening_factor_by_l: dict  # {variant: {channel: {"mean", "p10", "p90"}}}
+    target_power_by_l: dict  # {channel: [...]}
+    prediction_power_by_l: dict  # {channel: [...]}
+    es_skill_spread_by_l: dict  # {channel: {"skill": [...], "spread": [...]}}
+    stats: dict  # {variant: {decline_ratio, spearman_rho, loglog_slope, band_means, gsnr_band_median}, "boost": {...}}
+    layer_stats: dict  # {variant: {param: {decline_ratio, spearman_rho}}}
+    other_params: dict  # {variant: {param: gradient L2 norm}} for parameters that are not per-degree
+    loss: dict  # {variant: mean loss}
+    nonfinite: dict = field(default_factory=dict)  # {variant: {param: count of non-finite gradient elements}}
+    adam_by_l: dict = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v["name"] for v in self.variants]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d = {"schema": d.pop("schema"), **d}
+        d["wavelength_km"] = [wavelength_km(l) for l in self.degrees]
+        d["conventions"] = CONVENTIONS
+        return _clean(d)
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProbeResult":
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"expected a result of schema {SCHEMA!r}, got {got!r}")
+        names = {f for f in cls.__dataclass_fields__}
+        missing = [k for k in ("provenance", "degrees", "variants", "grad_by_l", "stats") if k not in d]
+        if missing:
+            raise ValueError(f"result is missing keys {missing}")
+        kwargs = {k: v for k, v in d.items() if k in names}
+        for k in ("grad_by_l", "gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",
+                  "prediction_power_by_l", "es_skill_spread_by_l", "stats", "layer_stats", "adam_by_l"):
+            if k in kwargs:
+                kwargs[k] = _unclean(kwargs[k])
+        for k in ("gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",
+                  "prediction_power_by_l", "es_skill_spread_by_l", "layer_stats", "other_params", "loss"):
+            kwargs.setdefault(k, {})
+        kwargs.setdefault("channels", [])
+        kwargs.setdefault("bands", [])
+        return cls(**kwargs)

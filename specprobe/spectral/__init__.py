@@ -1,0 +1,38 @@
+"""specprobe.spectral: the pure math (no I/O): the loss SHT, energy score, whitening, degree binning,
+spectra and curve statistics, matching fme 2026.10.0 to float precision.
+
+Importing this package does not import torch; the functions do, when called.
+"""
+
+from .binning import bin_by_degree, degree_slices
+from .crps import crps, ensemble_loss
+from .energy_score import (
+    EnergyScoreLossTerms,
+    energy_score,
+    energy_score_loss,
+    energy_score_loss_terms,
+    energy_score_terms,
+    loss_scaling,
+    mode_weights,
+)
+from .sht import LOSS_GRID, SHTConvention, real_sht, to_spectral
+from .spectra import POWER_CONVENTIONS, degree_power
+from .stats import Band, curve_stats, default_bands, loglog_slope, parse_bands, spearman_rho
+from .whitening import (
+    DEFAULT_EPS_FRAC,
+    DEFAULT_GAMMA,
+    SpectralWhitening,
+    WhiteningConfig,
+    as_whitening,
+    degree_rms_amplitude,
+    whitening_factor,
+)
+
+__all__ = [
+    "Band", "DEFAULT_EPS_FRAC", "DEFAULT_GAMMA", "EnergyScoreLossTerms", "LOSS_GRID",
+    "POWER_CONVENTIONS", "SHTConvention", "SpectralWhitening", "WhiteningConfig", "as_whitening",
+    "bin_by_degree", "crps", "curve_stats", "default_bands", "degree_power", "degree_rms_amplitude",
+    "degree_slices", "energy_score", "energy_score_loss", "energy_score_loss_terms",
+    "energy_score_terms", "ensemble_loss", "loglog_slope", "loss_scaling", "mode_weights",
+    "parse_bands", "real_sht", "spearman_rho", "to_spectral", "whitening_factor",
+]
