@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 
 def probe(*args, **kwargs):
-    """Run the per-degree gradient probe; see :func:`specprobe.probe_engine.probe`."""
-    from .probe.engine import probe as _probe
+    """Run the per-degree gradient probe; see :func:`specprobe.probe.api.probe`."""
+    from .probe.api import probe as _probe
 
     return _probe(*args, **kwargs)

@@ -1,0 +1,155 @@
+"""Figures from a ProbeResult (matplotlib, Agg): gradient by degree, whitening factors, GSNR."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+from ..probe.result import EARTH_RADIUS_KM, ProbeResult
+from .files import atomic_write_bytes
+
+FORMATS = ("png", "svg", "pdf")
+_COLORS = ["#222222", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _l_to_km(l):
+    l = np.maximum(np.asarray(l, dtype=float), 0.5)
+    return 2 * math.pi * EARTH_RADIUS_KM / np.sqrt(l * (l + 1))
+
+
+def _km_to_l(km):
+    k = 2 * math.pi * EARTH_RADIUS_KM / np.maximum(np.asarray(km, dtype=float), 1e-9)
+    return (-1 + np.sqrt(1 + 4 * k * k)) / 2
+
+
+def add_km_axis(ax) -> None:
+    sec = ax.secondary_xaxis("top", functions=(_l_to_km, _km_to_l))
+    sec.set_xlabel("wavelength (km, 2πR/√(l(l+1)))")
+
+
+def _shade_bands(ax, result: ProbeResult) -> None:
+    for b in result.bands:
+        if b["name"] in ("low", "high"):
+            ax.axvspan(b["lo"] - 0.5, b["hi"] + 0.5, color="0.9", zorder=0)
+            ax.text((b["lo"] + b["hi"]) / 2, 0.98, f"{b['name']} band", transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize=8, color="0.4")
+
+
+def _save(fig, path, fmt: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight", metadata={"Date": None} if fmt in ("svg", "pdf") else None)
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _title(result: ProbeResult) -> str:
+    ck = result.provenance.get("checkpoint", {})
+    name = "bundled shallow-water SFNO" if ck.get("bundled_default") else str(ck.get("path", ""))
+    return f"{name} — {result.provenance.get('n_samples_probed', '?')} samples"
+
+
+def plot_grad_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    l = np.asarray(result.degrees)
+    _shade_bands(ax, result)
+    for i, name in enumerate(result.variant_names):
+        color = _COLORS[i % len(_COLORS)]
+        for curve in result.grad_by_l[name]["layers"].values():
+            c = np.asarray(curve, dtype=float)
+            ax.plot(l[: len(c)], c, color=color, lw=0.6, alpha=0.35)
+        total = np.asarray(result.grad_by_l[name]["total"], dtype=float)
+        ratio = result.stats[name]["decline_ratio"]
+        ax.plot(l, total, color=color, lw=2.2, label=f"{name} (total; low/high {ratio:.1f}x)")
+    ax.set_yscale("log")
+    ax.set_xlabel("spherical-harmonic degree l")
+    ax.set_ylabel("|∂loss/∂w| per degree (L2 norm)")
+    ax.set_xlim(0, l[-1])
+    ax.set_title(_title(result) + "\nthin lines: individual layers", fontsize=10)
+    add_km_axis(ax)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(True, which="both", alpha=0.25)
+    _save(fig, path, fmt)
+
+
+def plot_whitening_factors(result: ProbeResult, path, fmt: str = "png") -> None:
+    plt = _plt()
+    variants = [v for v in result.variant_names if v in result.whitening_factor_by_l]
+    fig, (ax_f, ax_p) = plt.subplots(1, 2, figsize=(12, 4.8))
+    l = np.asarray(result.degrees)
+    styles = ["-", "--", ":", "-."]
+    for ci, ch in enumerate(result.channels):
+        color = _COLORS[(ci + 1) % len(_COLORS)]
+        for vi, name in enumerate(variants):
+            f = result.whitening_factor_by_l[name][ch]
+            ax_f.plot(l, f["mean"], color=color, ls=styles[vi % len(styles)], lw=1.6,
+                      label=f"{ch}, {name}" if len(variants) > 1 else ch)
+            ax_f.fill_between(l, f["p10"], f["p90"], color=color, alpha=0.15, lw=0)
+        ax_p.plot(l[1:], np.asarray(result.target_power_by_l[ch])[1:], color=color, lw=1.6, label=f"{ch} target")
+        ax_p.plot(l[1:], np.asarray(result.prediction_power_by_l[ch])[1:], color=color, lw=1, ls="--",
+                  label=f"{ch} prediction")
+    ax_f.axhline(1.0, color="0.5", lw=0.8)
+    ax_f.set_yscale("log")
+    ax_f.set_xlabel("degree l")
+    ax_f.set_ylabel("whitening factor (mean; band: 10th–90th pct)")
+    ax_f.set_title("per-sample whitening factor by degree" if variants else "no whitening variant probed", fontsize=10)
+    if variants:
+        ax_f.legend(fontsize=7)
+    ax_p.set_xscale("log")
+    ax_p.set_yscale("log")
+    ax_p.set_xlabel("degree l")
+    ax_p.set_ylabel("power per degree (normalised units², m>0 doubled)")
+    ax_p.set_title("target and prediction power spectra (loss space)", fontsize=10)
+    ax_p.legend(fontsize=7)
+    for ax in (ax_f, ax_p):
+        ax.grid(True, which="both", alpha=0.25)
+    fig.suptitle(_title(result), fontsize=10)
+    _save(fig, path, fmt)
+
+
+def plot_gsnr_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    l = np.asarray(result.degrees)
+    _shade_bands(ax, result)
+    plotted = False
+    for i, name in enumerate(result.variant_names):
+        g = np.asarray(result.gsnr_by_l.get(name) or [], dtype=float)
+        if g.size:
+            ax.plot(l, g, color=_COLORS[i % len(_COLORS)], lw=1.8, label=name)
+            plotted = True
+    ax.set_xlabel("spherical-harmonic degree l")
+    ax.set_ylabel("gradient SNR per element (mean² / variance over samples)")
+    if plotted:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "GSNR needs --n-samples >= 2", transform=ax.transAxes, ha="center")
+    ax.set_title(_title(result), fontsize=10)
+    add_km_axis(ax)
+    ax.grid(True, which="both", alpha=0.25)
+    _save(fig, path, fmt)
+
+
+def write_figures(result: ProbeResult, out_dir, fmt: str = "png") -> list:
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
+    from pathlib import Path
+
+    out = Path(out_dir)
+    paths = [out / f"grad_by_l.{fmt}", out / f"whitening_factors.{fmt}", out / f"gsnr_by_l.{fmt}"]
+    plot_grad_by_l(result, paths[0], fmt)
+    plot_whitening_factors(result, paths[1], fmt)
+    plot_gsnr_by_l(result, paths[2], fmt)
+    return paths

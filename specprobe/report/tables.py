@@ -1,0 +1,101 @@
+"""Terminal tables and the two-line verdict, from a ProbeResult (rich)."""
+
+from __future__ import annotations
+
+import math
+
+from ..probe.result import ProbeResult, wavelength_km
+
+
+def _num(x, fmt="{:.3g}") -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+
+def _km(lo: int, hi: int) -> str:
+    a, b = wavelength_km(max(lo, 1)), wavelength_km(hi)
+    return f"{b:,.0f}–{a:,.0f}" if hi > lo else f"{a:,.0f}"
+
+
+def verdict(result: ProbeResult) -> list[str]:
+    """Two lines: the baseline decline, and what each whitening variant does to the high band."""
+    st = result.stats["baseline"]
+    bands = {b["name"]: b for b in result.bands}
+    low, high = bands["low"], bands["high"]
+    ratio = st["decline_ratio"]
+    word = "falls" if ratio > 1 else "rises"
+    factor = ratio if ratio > 1 else 1 / ratio if ratio else math.nan
+    line1 = (f"gradient {word} {_num(factor, '{:.1f}')}x from l<={low['hi']} to l>={high['lo']} "
+             f"(Spearman rho {_num(st['spearman_rho'], '{:+.2f}')}, log-log slope {_num(st['loglog_slope'], '{:+.2f}')})")
+    lifts = []
+    for name, boost in result.stats.get("boost", {}).items():
+        label = name.replace("per_sample(", "whitening ").rstrip(")").replace(",eps_frac=", " eps_frac=")
+        lifts.append(f"{label} lifts the high band {_num(boost['high'], '{:.1f}')}x (low band {_num(boost['low'], '{:.2f}')}x)")
+    line2 = "; ".join(lifts) if lifts else "no whitening variant probed (add --whitening per_sample)"
+    return [line1, line2]
+
+
+def band_table(result: ProbeResult):
+    from rich.table import Table
+
+    t = Table(title="Gradient of the spectral filter weights by degree band (L2 norm, RSS over layers)")
+    t.add_column("band")
+    t.add_column("degrees", justify="right")
+    t.add_column("wavelength km", justify="right")
+    t.add_column("baseline", justify="right")
+    has_gsnr = bool(result.gsnr_by_l.get("baseline"))
+    if has_gsnr:
+        t.add_column("GSNR base", justify="right")
+    for name in result.variant_names[1:]:
+        short = name.replace("per_sample", "ps")
+        t.add_column(short, justify="right")
+        t.add_column("boost", justify="right")
+        if has_gsnr:
+            t.add_column("GSNR", justify="right")
+    for b in result.bands:
+        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]),
+               _num(result.stats["baseline"]["band_means"][b["name"]])]
+        if has_gsnr:
+            row.append(_num(result.stats["baseline"]["gsnr_band_median"].get(b["name"])))
+        for name in result.variant_names[1:]:
+            row += [_num(result.stats[name]["band_means"][b["name"]]),
+                    _num(result.stats["boost"][name][b["name"]], "{:.2f}x")]
+            if has_gsnr:
+                row.append(_num(result.stats[name]["gsnr_band_median"].get(b["name"])))
+        t.add_row(*row)
+    return t
+
+
+def layer_table(result: ProbeResult):
+    from rich.table import Table
+
+    t = Table(title="Per layer: decline ratio (low/high band) and Spearman rho with l")
+    t.add_column("parameter")
+    for name in result.variant_names:
+        short = name.replace("per_sample", "ps")
+        t.add_column(f"{short} ratio", justify="right")
+        t.add_column("rho", justify="right")
+    for param in result.grad_by_l["baseline"]["layers"]:
+        row = [param]
+        for name in result.variant_names:
+            s = result.layer_stats[name][param]
+            row += [_num(s["decline_ratio"], "{:.2f}"), _num(s["spearman_rho"], "{:+.2f}")]
+        t.add_row(*row)
+    return t
+
+
+def nonfinite_lines(result: ProbeResult) -> list[str]:
+    return [f"non-finite gradients: variant {v}, parameter {p}: {n} elements"
+            for v, per in result.nonfinite.items() for p, n in per.items()]
+
+
+def render_grad_by_l(result: ProbeResult, console) -> None:
+    src = result.provenance.get("data", {})
+    if src.get("synthetic"):
+        console.print("[yellow]data: SYNTHETIC red-spectrum fields from the checkpoint's normalisation "
+                      "(pass --data for real states)[/yellow]")
+    console.print(band_table(result))
+    console.print(layer_table(result))
+    for line in nonfinite_lines(result):
+        console.print(f"[red]{line}[/red]")
+    for line in verdict(result):
+        console.print(f"[bold]{line}[/bold]")
