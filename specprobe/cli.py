@@ -153,27 +153,18 @@ def grad_by_l(
     as_variants(variants)  # parse errors before any loading
     out_dir = prepare_out_dir(out)
     paths = list(checkpoints or [None])
+    probe_kwargs = dict(data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
+                        batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
+                        energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
+                        degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
+                        timestamp=not no_timestamp)
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
-        from .series import run_series
-
-        return run_series(paths, out_dir=out_dir, fmt=fmt, quiet=quiet or as_json, as_json=as_json,
-                          probe_kwargs=dict(data=data, variants=variants, n_samples=n_samples,
-                                            n_ensemble=n_ensemble, batch_size=batch_size, seed=seed,
-                                            device=device, bands=bands, crps_weight=crps_weight,
-                                            energy_score_weight=energy_score_weight, ema=ema,
-                                            trust_checkpoint=trust_checkpoint,
-                                            degree_axis=_degree_axes(degree_axis or []),
-                                            command_line=["specprobe", *sys.argv[1:]],
-                                            timestamp=not no_timestamp))
+        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs)
     bar, progress = _progress(not quiet and not as_json)
     try:
         if bar:
             bar.start()
-        result = probe(paths[0], data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
-                       batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
-                       energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
-                       degree_axis=_degree_axes(degree_axis or []), progress=progress,
-                       command_line=["specprobe", *sys.argv[1:]], timestamp=not no_timestamp)
+        result = probe(paths[0], progress=progress, **probe_kwargs)
     finally:
         if bar:
             bar.stop()
@@ -188,6 +179,188 @@ def grad_by_l(
     console = _console(quiet)
     render_grad_by_l(result, console)
     console.print(f"wrote {out_dir / 'result.json'}, " + ", ".join(str(p) for p in figures))
+
+
+def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs):
+    """Several checkpoints (or a directory of ckpt_NNNN.tar) on the same batches and seed."""
+    import json
+
+    from .probe.series import expand_checkpoints, series_summary
+    from .probe.api import probe
+    from .report.figures import write_figures
+    from .report.files import write_json
+    from .report.series_report import plot_series
+
+    items = []
+    files = expand_checkpoints(paths)
+    for i, path in enumerate(files):
+        if not quiet and not as_json:
+            typer.echo(f"[{i + 1}/{len(files)}] probing {path}", err=True)
+        result = probe(path, **probe_kwargs)
+        sub = out_dir / f"{i:03d}_{Path(path).stem}"
+        sub.mkdir(exist_ok=True)
+        write_json(sub / "result.json", result.to_dict())
+        write_figures(result, sub, fmt)
+        items.append((Path(path), result))
+    summary = series_summary(items)
+    write_json(out_dir / "series.json", summary)
+    plot_series(summary, out_dir / f"series.{fmt}", fmt)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    from rich.table import Table
+
+    from .report.tables import _num
+
+    t = Table(title="Series: baseline filter gradient across checkpoints")
+    for col in ("checkpoint", "epoch", "high-band share", "decline", "GSNR low", "GSNR high"):
+        t.add_column(col)
+    for r in summary["rows"]:
+        gs = r["gsnr_band_median"]
+        t.add_row(r["checkpoint"], str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
+                  _num(r["decline_ratio"], "{:.2f}"), _num(gs.get("low")), _num(gs.get("high")))
+    console = _console(quiet)
+    console.print(t)
+    console.print(f"wrote {out_dir / 'series.json'}, {out_dir / f'series.{fmt}'} and one result per checkpoint")
+
+
+@app.command()
+@_guard
+def compare(
+    results: list[Path] = typer.Argument(..., help="result.json files from grad-by-l."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels, one per file."),
+    normalize: str = typer.Option("none", "--normalize", help="none, low-band or total."),
+    variant: str = typer.Option("baseline", "--variant", help="Which variant's curve to overlay."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="Figure file (format from its suffix)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+):
+    """Overlay the per-degree curves of several result files and tabulate their statistics."""
+    import json
+
+    from .report.compare import NORMALIZE, compare_rows, compare_table, labels_for, load_results, plot_compare
+    from .report.figures import FORMATS
+
+    if normalize not in NORMALIZE:
+        _fail(f"--normalize: expected one of {', '.join(NORMALIZE)}, got {normalize!r}")
+    fmt = out.suffix.lstrip(".") or "png"
+    if fmt not in FORMATS:
+        _fail(f"--out {out}: figure suffix must be one of {', '.join(FORMATS)}")
+    loaded = load_results(results)
+    names = labels_for(results, labels)
+    from .report.files import prepare_out_dir
+
+    prepare_out_dir(out.parent if str(out.parent) else Path("."))
+    plot_compare(loaded, names, out, variant=variant, normalize=normalize, fmt=fmt)
+    rows = compare_rows(loaded, names)
+    if as_json:
+        from .probe.result import _clean
+
+        typer.echo(json.dumps(_clean(rows), indent=1))
+        return
+    console = _console()
+    console.print(compare_table(rows))
+    console.print(f"wrote {out}")
+
+
+@app.command()
+@_guard
+def sweep(
+    checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled model)."),
+    gamma: str = typer.Option("0.2,0.5,0.8,1", "--gamma", help="Comma-separated exponents in (0, 1]."),
+    eps_frac: str = typer.Option("0.02", "--eps-frac", help="Comma-separated amplitude floors > 0."),
+    data: Optional[str] = typer.Option(None, "--data"),
+    n_samples: int = typer.Option(8, "--n-samples"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    n_ensemble: int = typer.Option(2, "--n-ensemble"),
+    bands: Optional[str] = typer.Option(None, "--bands"),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("specprobe-out"), "--out"),
+    as_json: bool = typer.Option(False, "--json"),
+    fmt: str = typer.Option("png", "--format"),
+    no_timestamp: bool = typer.Option(False, "--no-timestamp"),
+    ema: bool = typer.Option(False, "--ema"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+):
+    """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
+    import json
+
+    from .probe.api import probe
+    from .probe.sweep import parse_floats, summarise_sweep, sweep_configs
+    from .report.figures import FORMATS
+    from .report.files import prepare_out_dir, write_json
+    from .report.sweep_report import plot_sweep, sweep_table
+
+    if fmt not in FORMATS:
+        _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
+    out_dir = prepare_out_dir(out)
+    result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
+                   batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
+                   trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
+                   timestamp=not no_timestamp)
+    summary = summarise_sweep(result, configs)
+    write_json(out_dir / "sweep.json", summary)
+    plot_sweep(summary, out_dir / f"sweep.{fmt}", fmt)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    console = _console()
+    console.print(sweep_table(summary))
+    console.print(f"wrote {out_dir / 'sweep.json'}, {out_dir / f'sweep.{fmt}'}")
+
+
+@app.command()
+@_guard
+def coupling(
+    checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled model)."),
+    whitening: str = typer.Option("per_sample", "--whitening", help="Whitened variant besides the baseline."),
+    n_bands: int = typer.Option(8, "--n-bands", help="Bands of loss degrees."),
+    data: Optional[str] = typer.Option(None, "--data"),
+    n_samples: int = typer.Option(4, "--n-samples"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    n_ensemble: int = typer.Option(2, "--n-ensemble"),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("specprobe-out"), "--out"),
+    as_json: bool = typer.Option(False, "--json"),
+    fmt: str = typer.Option("png", "--format"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+):
+    """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
+    import json
+
+    from .models.registry import load_target
+    from .probe.coupling import run_coupling
+    from .probe.engine import resolve_device
+    from .report.coupling_report import plot_coupling
+    from .report.figures import FORMATS
+    from .report.files import prepare_out_dir, write_json
+
+    if fmt not in FORMATS:
+        _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    out_dir = prepare_out_dir(out)
+    target = load_target(checkpoint, device=resolve_device(device), trust=trust_checkpoint)
+    result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
+                          batch_size=batch_size, seed=seed, n_bands=n_bands)
+    result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
+                            "n_samples": n_samples, "n_ensemble": n_ensemble}
+    write_json(out_dir / "coupling.json", result)
+    plot_coupling(result, out_dir / f"coupling.{fmt}", fmt)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    from rich.table import Table
+
+    t = Table(title="Share of each loss band's gradient that lands on its own degrees")
+    t.add_column("loss degrees")
+    for name in result["variants"]:
+        t.add_column(name, justify="right")
+    for i, b in enumerate(result["loss_bands"]):
+        t.add_row(f"{b['lo']}–{b['hi']}", *(f"{v['diagonal_share'][i]:.2f}" for v in result["variants"].values()))
+    console = _console()
+    console.print(t)
+    console.print(f"wrote {out_dir / 'coupling.json'}, {out_dir / f'coupling.{fmt}'}")
 
 
 def main():

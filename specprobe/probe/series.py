@@ -1,0 +1,57 @@
+"""A training run's checkpoints probed on the same batches and seed: is small scale still starving?"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SpecprobeError
+from .api import probe
+from .result import ProbeResult
+
+_CKPT_NUMBERED = re.compile(r"ckpt_(\d+)\.tar$")
+
+
+def expand_checkpoints(paths) -> list[Path]:
+    """Files as given; a directory becomes its ckpt_NNNN.tar files in epoch order."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted((f for f in p.iterdir() if _CKPT_NUMBERED.search(f.name)),
+                           key=lambda f: int(_CKPT_NUMBERED.search(f.name).group(1)))
+            if not found:
+                raise SpecprobeError(f"{p}: directory has no ckpt_NNNN.tar files")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def high_band_share(result: ProbeResult, variant: str = "baseline") -> float:
+    """Fraction of the per-degree gradient (sum over l >= 1 of the total curve) in the high band."""
+    y = np.asarray(result.grad_by_l[variant]["total"], dtype=float)
+    high = next(b for b in result.bands if b["name"] == "high")
+    return float(np.nansum(y[high["lo"]: high["hi"] + 1]) / np.nansum(y[1:]))
+
+
+def probe_series(paths, **probe_kwargs) -> list[tuple[Path, ProbeResult]]:
+    """Probe every checkpoint with identical data, seed and options."""
+    return [(p, probe(p, **probe_kwargs)) for p in expand_checkpoints(paths)]
+
+
+def series_summary(items: list[tuple[Path, ProbeResult]]) -> dict:
+    from ..report.compare import epoch_of
+
+    rows = []
+    for i, (path, r) in enumerate(items):
+        epoch = epoch_of(r)
+        m = _CKPT_NUMBERED.search(path.name)
+        if epoch is None and m:
+            epoch = int(m.group(1))
+        rows.append({"checkpoint": str(path), "epoch": epoch, "index": i,
+                     "high_band_share": high_band_share(r), "decline_ratio": r.stats["baseline"]["decline_ratio"],
+                     "gsnr_band_median": r.stats["baseline"].get("gsnr_band_median", {}),
+                     "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()}})
+    return {"schema": "specprobe.series/1", "rows": rows}

@@ -1,0 +1,27 @@
+"""Coupling heatmap: loss band (rows) x parameter degree l (columns), one panel per variant."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .figures import _plt, _save
+
+
+def plot_coupling(coupling: dict, path, fmt: str = "png") -> None:
+    plt = _plt()
+    from matplotlib.colors import LogNorm
+
+    names = list(coupling["variants"])
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        m = np.asarray(coupling["variants"][name]["matrix"], dtype=float)
+        m = np.where(m > 0, m, np.nan)
+        im = ax.imshow(m, aspect="auto", origin="lower", norm=LogNorm(), cmap="viridis",
+                       extent=(-0.5, m.shape[1] - 0.5, -0.5, m.shape[0] - 0.5))
+        ax.set_yticks(range(m.shape[0]), [f"{b['lo']}–{b['hi']}" for b in coupling["loss_bands"]])
+        ax.set_xlabel("parameter degree l")
+        ax.set_ylabel("loss degrees (band)")
+        ax.set_title(name, fontsize=10)
+        fig.colorbar(im, ax=ax, label="|∂loss_band/∂w| per degree")
+    fig.suptitle("how each band of the loss reaches each degree of the filter weights", fontsize=10)
+    _save(fig, path, fmt)
