@@ -91,14 +91,15 @@ def load_checkpoint_file(path, *, trust: bool = False, map_location="cpu"):
             return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(r"global ['\"]?([\w.]+)", msg)
-        if m or "weights_only" in msg.lower() or "Weights only load failed" in msg:
-            what = m.group(1) if m else _one_line(e)
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+        if m:
             raise CheckpointError(
-                f"{p}: refused: the checkpoint needs the untrusted global {what}; "
+                f"{p}: refused: the checkpoint needs the untrusted global {m.group(1)}; "
                 "pass --trust-checkpoint only if you trust its source"
             ) from e
-        raise CheckpointError(f"{p}: not a readable checkpoint: {_one_line(e)}") from e
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)\n", msg)
+        detail = reason.group(1).strip() if reason else _one_line(e)
+        raise CheckpointError(f"{p}: not a readable checkpoint (corrupt or not a torch file: {detail})") from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             AttributeError, UnicodeDecodeError, OverflowError, MemoryError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{p}: truncated or corrupt checkpoint: {_one_line(e)}") from e
