@@ -87,3 +87,13 @@ def test_bad_counts_are_value_errors():
     for kwargs in (dict(n_samples=0), dict(n_ensemble=0), dict(batch_size=0)):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             run_probe(GainTarget(), **kwargs)
+
+
+def test_nonfinite_weights_are_named():
+    from specprobe.errors import SpecprobeError
+
+    target = GainTarget()
+    with torch.no_grad():
+        target.gain[0, 3] = float("inf")
+    with pytest.raises(SpecprobeError, match="NaN or Inf weights in gain"):
+        run_probe(target, n_samples=1)

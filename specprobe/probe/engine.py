@@ -101,7 +101,10 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     spectral_params = [p for p in params if p.per_degree]
     if not spectral_params:
         raise SpecprobeError("the model has no per-degree (spectral) parameters to probe")
-    other_params = [p for p in params if not p.per_degree]
+    bad = [p.name for p in params if not bool(torch.isfinite(p.tensor.detach()).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise SpecprobeError(f"the checkpoint has NaN or Inf weights in {shown}")
     n_degrees = max(p.n_degrees for p in spectral_params)
     band_list = parse_bands(bands, n_degrees)
     inputs = [p.tensor for p in params]
