@@ -78,18 +78,12 @@ def _progress(enabled: bool):
 
 
 def _degree_axes(items: list[str]) -> dict | None:
+    """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
         return None
-    out = {}
-    for item in items:
-        pattern, sep, axis = item.rpartition("=")
-        if not sep or not pattern:
-            _fail(f"--degree-axis: expected PATTERN=AXIS, got {item!r}")
-        try:
-            out[pattern] = int(axis)
-        except ValueError:
-            _fail(f"--degree-axis: axis in {item!r} is not an integer")
-    return out
+    from .models.fme_layouts import parse_degree_axis_overrides
+
+    return parse_degree_axis_overrides(items)
 
 
 @app.command()
@@ -134,7 +128,9 @@ def grad_by_l(
     no_timestamp: bool = typer.Option(False, "--no-timestamp", help="Omit time and timings: byte-identical reruns."),
     ema: bool = typer.Option(False, "--ema", help="fme: use the EMA weights."),
     degree_axis: Optional[list[str]] = typer.Option(None, "--degree-axis", help="PATTERN=AXIS: where l is "
-                                                    "in parameters matching the glob PATTERN."),
+                                                    "in parameters matching the glob PATTERN (AXIS 'none': not per-degree)."),
+    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme netCDF data: first time (inclusive)."),
+    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme netCDF data: last time (inclusive)."),
     crps_weight: float = typer.Option(0.0, "--crps-weight", help="Probe the full EnsembleLoss: CRPS weight."),
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
@@ -157,7 +153,8 @@ def grad_by_l(
                         batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
-                        timestamp=not no_timestamp)
+                        timestamp=not no_timestamp,
+                        **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None})
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
         return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs)
     bar, progress = _progress(not quiet and not as_json)

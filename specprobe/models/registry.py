@@ -23,6 +23,8 @@ def detect_family(obj, path) -> str:
     from .fme_describe import is_fme_checkpoint
     from .th_checkpoint import is_th_checkpoint
 
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: unknown checkpoint family (the file holds a {type(obj).__name__}, not a dict)")
     if is_th_checkpoint(obj):
         return "torch-harmonics-sfno"
     if is_fme_checkpoint(obj):
@@ -30,7 +32,7 @@ def detect_family(obj, path) -> str:
     sidecar = Path(path).with_suffix(Path(path).suffix + ".json")
     if isinstance(obj, dict) and any(str(k).startswith("blocks.") for k in obj) and sidecar.exists():
         return "torch-harmonics-sfno"
-    keys = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
+    keys = sorted(map(str, obj))[:8]
     raise CheckpointError(
         f"{path}: unknown checkpoint family (top-level {keys}); expected a specprobe torch-harmonics SFNO file, "
         "a torch-harmonics state dict with a .json sidecar of constructor arguments, or an fme/ACE checkpoint"
@@ -60,7 +62,7 @@ def load_target(checkpoint=None, *, device="cpu", trust: bool = False, ema: bool
     if family == "fme":
         from .fme_adapter import load_fme_target
 
-        return load_fme_target(path, device=device, ema=ema, trust=trust,
+        return load_fme_target(path, device=device, ema=ema, trust=trust, obj=obj,
                                degree_axis_overrides=degree_axis_overrides, **fme_options)
     if ema:
         raise CheckpointError(f"{path}: --ema: torch-harmonics SFNO files carry no EMA weights")

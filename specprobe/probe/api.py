@@ -59,6 +59,9 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                          degree_axis_overrides=degree_axis, **target_options)
     result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                        batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress)
+    adam = getattr(target, "adam_by_l", None)
+    if adam is not None:
+        result.adam_by_l = adam() or {}
     describe = target.describe()
     result.provenance.update({
         "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,

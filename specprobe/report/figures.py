@@ -152,4 +152,29 @@ def write_figures(result: ProbeResult, out_dir, fmt: str = "png") -> list:
     plot_grad_by_l(result, paths[0], fmt)
     plot_whitening_factors(result, paths[1], fmt)
     plot_gsnr_by_l(result, paths[2], fmt)
+    if result.adam_by_l.get("parameters"):
+        paths.append(out / f"adam_by_l.{fmt}")
+        plot_adam_by_l(result, paths[-1], fmt)
     return paths
+
+
+def plot_adam_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
+    """Optimizer's view (fme ckpt.tar): sqrt(v_hat) and the effective Adam step per degree, per layer."""
+    plt = _plt()
+    params = result.adam_by_l.get("parameters", {})
+    fig, (ax_v, ax_s) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for i, (name, a) in enumerate(params.items()):
+        color = _COLORS[(i + 1) % len(_COLORS)]
+        short = name.replace("module.", "").replace(".filter", "")
+        ax_v.plot(a["sqrt_v_hat"], color=color, lw=1.2, label=short)
+        ax_s.plot(a["effective_step"], color=color, lw=1.2, label=short)
+    ax_v.set_ylabel("sqrt(v̂) per degree (RMS gradient Adam has seen)")
+    ax_s.set_ylabel("effective step |m̂| / (sqrt(v̂) + eps)")
+    for ax in (ax_v, ax_s):
+        ax.set_xlabel("degree l")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=6, ncol=2)
+    step = next(iter(params.values()))["step"] if params else "?"
+    fig.suptitle(f"Adam state in the checkpoint (step {step})", fontsize=10)
+    _save(fig, path, fmt)

@@ -83,6 +83,23 @@ def layer_table(result: ProbeResult):
     return t
 
 
+def adam_table(result: ProbeResult):
+    """fme ckpt.tar: how the optimizer state itself declines with l (low/high band ratios)."""
+    from rich.table import Table
+
+    from ..spectral.stats import Band, band_mean
+
+    params = result.adam_by_l.get("parameters", {})
+    bands = {b["name"]: Band(b["name"], b["lo"], b["hi"]) for b in result.bands}
+    t = Table(title="Adam state per degree (low band / high band)")
+    for col in ("parameter", "step", "sqrt(v_hat) ratio", "effective step ratio"):
+        t.add_column(col, justify="right" if col != "parameter" else "left")
+    for name, a in params.items():
+        ratio = lambda key: band_mean(a[key], bands["low"]) / band_mean(a[key], bands["high"])  # noqa: E731
+        t.add_row(name, str(a["step"]), _num(ratio("sqrt_v_hat"), "{:.2f}"), _num(ratio("effective_step"), "{:.2f}"))
+    return t
+
+
 def nonfinite_lines(result: ProbeResult) -> list[str]:
     return [f"non-finite gradients: variant {v}, parameter {p}: {n} elements"
             for v, per in result.nonfinite.items() for p, n in per.items()]
@@ -95,6 +112,8 @@ def render_grad_by_l(result: ProbeResult, console) -> None:
                       "(pass --data for real states)[/yellow]")
     console.print(band_table(result))
     console.print(layer_table(result))
+    if result.adam_by_l.get("parameters"):
+        console.print(adam_table(result))
     for line in nonfinite_lines(result):
         console.print(f"[red]{line}[/red]")
     for line in verdict(result):
