@@ -125,7 +125,8 @@ def grad_by_l(
     as_json: bool = typer.Option(False, "--json", help="Print the result JSON on stdout (nothing else there)."),
     quiet: bool = typer.Option(False, "--quiet", help="No tables."),
     fmt: str = typer.Option("png", "--format", help="Figure format: png, svg or pdf."),
-    no_timestamp: bool = typer.Option(False, "--no-timestamp", help="Omit time and timings: byte-identical reruns."),
+    no_timestamp: bool = typer.Option(False, "--no-timestamp", help="Omit time and timings, and use 1 CPU thread "
+                                      "unless --threads is given: byte-identical reruns."),
     ema: bool = typer.Option(False, "--ema", help="fme: use the EMA weights."),
     degree_axis: Optional[list[str]] = typer.Option(None, "--degree-axis", help="PATTERN=AXIS: where l is "
                                                     "in parameters matching the glob PATTERN (AXIS 'none': not per-degree)."),
@@ -134,6 +135,7 @@ def grad_by_l(
     crps_weight: float = typer.Option(0.0, "--crps-weight", help="Probe the full EnsembleLoss: CRPS weight."),
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probe.api import probe
@@ -153,7 +155,7 @@ def grad_by_l(
                         batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
-                        timestamp=not no_timestamp,
+                        timestamp=not no_timestamp, threads=threads,
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None})
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
         return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs)

@@ -2,10 +2,15 @@ import importlib
 import os
 
 import pytest
+import torch
 
 # CI sets SPECPROBE_REQUIRE_ORACLES=1: then a missing oracle (fme, scoringrules, ducc0) fails the
 # run instead of skipping, so the tests that matter can never be silently skipped.
 REQUIRE_ORACLES = os.environ.get("SPECPROBE_REQUIRE_ORACLES") == "1"
+
+# One intra-op thread in the test process: the tests are many small ops, and OpenMP threads spinning
+# at barriers on a shared 2-core machine made them up to 100x slower (see specprobe.probe.engine).
+torch.set_num_threads(1)
 
 
 def require(module_name: str):

@@ -68,8 +68,13 @@ def _sniff(p: Path) -> None:
         raise CheckpointError(f"{p}: is a PNG image, not a checkpoint")
     if head.lstrip()[:1] in (b"{", b"["):
         raise CheckpointError(f"{p}: is a JSON/text file, not a checkpoint (result files go to `specprobe compare`)")
-    if head.startswith(b"PK") and not zipfile.is_zipfile(p):
-        raise CheckpointError(f"{p}: truncated or corrupt checkpoint (broken zip archive)")
+    if head.startswith(b"PK"):
+        try:
+            ok = zipfile.is_zipfile(p)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{p}: truncated or corrupt checkpoint (broken zip archive)")
 
 
 def load_checkpoint_file(path, *, trust: bool = False, map_location="cpu"):

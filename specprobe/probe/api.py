@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from .engine import LossSettings, resolve_device, run_probe
+from .engine import LossSettings, configure_cpu_threads, resolve_device, run_probe
 from .result import ProbeResult
 
 
@@ -40,7 +40,8 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
           batch_size: int = 1, seed: int = 0, device: str = "auto", bands: str | None = None,
           crps_weight: float = 0.0, energy_score_weight: float = 1.0, ema: bool = False,
           trust_checkpoint: bool = False, degree_axis: dict | None = None, progress=None,
-          command_line: list[str] | None = None, timestamp: bool = True, **target_options) -> ProbeResult:
+          command_line: list[str] | None = None, timestamp: bool = True, threads: int | None = None,
+          **target_options) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
@@ -52,6 +53,11 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     from ..models.registry import load_target, resolve_checkpoint
 
     dev = resolve_device(device)
+    if threads is None and not timestamp:
+        # Reproducible mode: CPU float reductions depend on the thread count (measured: 1 vs 2 threads
+        # differ at 1e-8 relative), and the automatic count follows the machine's load.
+        threads = 1
+    n_threads = configure_cpu_threads(threads) if dev.type == "cpu" else None
     loss = LossSettings(crps_weight=crps_weight, energy_score_weight=energy_score_weight)
     path = resolve_checkpoint(checkpoint)
     torch.manual_seed(seed)
@@ -71,7 +77,8 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
         "data": {"source": "bundled/default" if data is None else str(data),
                  "synthetic": bool(describe.get("synthetic_data", False)) if data is None else False},
         "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
-                    "batch_size": batch_size, "bands": bands or "default", "device_requested": device},
+                    "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
+                    "cpu_threads": n_threads},
         "seed": seed,
         "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "library_versions": library_versions(),

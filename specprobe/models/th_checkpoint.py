@@ -1,0 +1,374 @@
+"""The ``specprobe.th-sfno`` checkpoint format for torch-harmonics SFNOs, and plain state dicts.
+
+A format-1 file is one ``torch.save``d dict of plain containers, str, float, int and tensors, so it
+loads with torch's weights-only unpickler (``safe_load.load_checkpoint_file``) and no allow-list:
+
+    format: "specprobe.th-sfno", format_version: 1
+    model: {class, args (SphericalFourierNeuralOperator constructor arguments), library_versions}
+    stochastic: {kind: "input-noise", n_noise, noise: "isotropic", noise_lmax, noise_spectrum_slope,
+                 residual} or None (a deterministic SFNO)
+    channels: {names, units, long_names}
+    normalization: {means, stds} per channel, physical units (loss space = (x - mean) / std), or None
+    grid: {nlat, nlon, type}                          the data grid
+    state_dict: the SFNO's own state dict (keys "blocks.{i}.global_conv.weight", ...)
+    training: {...} free-form JSON-able metadata (data, steps, loss, seed, scores, versions)
+
+A plain torch-harmonics SFNO state dict also loads, given its constructor arguments as JSON in a
+sidecar (``<ckpt>.json``, e.g. ``model.pt.json``, or an explicit path). It has no noise and no
+normalisation: members are identical, data is used as is, and channels are named ch0, ch1, ...
+
+No torch at module level: the CLI imports this to find the default checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..errors import CheckpointError
+from .safe_load import load_checkpoint_file
+
+FORMAT = "specprobe.th-sfno"
+FORMAT_VERSION = 1
+FAMILY = "torch-harmonics-sfno"
+SFNO_CLASS = "torch_harmonics.examples.models.SphericalFourierNeuralOperator"
+SPECTRAL_LAYOUT = "(out, in, L) complex64 driscoll-healy"
+GRIDS = ("equiangular", "legendre-gauss", "lobatto")
+
+
+def _bundled(name: str) -> Path:
+    return Path(str(resources.files("specprobe").joinpath("data", name)))
+
+
+def default_checkpoint_path() -> Path:
+    """The bundled, really trained shallow-water SFNO (docs/bundled_model.md)."""
+    return _bundled("swe_sfno.pt")
+
+
+def default_sample_path() -> Path:
+    """The bundled held-out shallow-water trajectories the default checkpoint is probed on."""
+    return _bundled("swe_heldout.pt")
+
+
+DEFAULT_CHECKPOINT = default_checkpoint_path()
+DEFAULT_SAMPLE = default_sample_path()
+
+
+def is_th_checkpoint(obj) -> bool:
+    """True for a loaded format dict (any version: an unknown version is refused later, by name)."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+@dataclass
+class CheckpointSpec:
+    """Everything a checkpoint declares, validated; ``plain`` for a state dict + sidecar."""
+
+    path: str
+    args: dict
+    stochastic: dict | None
+    channel_names: list
+    units: list
+    long_names: list
+    means: list | None
+    stds: list | None
+    grid: dict
+    state_dict: dict
+    training: dict = field(default_factory=dict)
+    plain: bool = False
+    notes: list = field(default_factory=list)
+    sidecar: str | None = None
+
+
+def atomic_torch_save(obj, path) -> None:
+    """``torch.save`` to a temporary file in the same directory, then ``os.replace``."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, model, *, channel_names, units, means, stds, data_grid: str,
+                    long_names=None, training: dict | None = None) -> Path:
+    """Write ``model`` (a :class:`StochasticSFNO`) in format 1, atomically. means/stds: physical units."""
+    import torch
+    import torch_harmonics
+
+    sfno = model.sfno
+    nlat, nlon = sfno.img_size
+    obj = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {"class": SFNO_CLASS, "args": sfno_args(sfno),
+                  "library_versions": {"torch": str(torch.__version__),
+                                       "torch_harmonics": str(torch_harmonics.__version__)}},
+        "stochastic": model.settings(),
+        "channels": {"names": list(channel_names), "units": list(units),
+                     "long_names": list(long_names or channel_names)},
+        "normalization": None if means is None else {"means": [float(v) for v in means],
+                                                     "stds": [float(v) for v in stds]},
+        "grid": {"nlat": int(nlat), "nlon": int(nlon), "type": str(data_grid)},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in sfno.state_dict().items()},
+        "training": json.loads(json.dumps(training or {})),  # JSON-able, hence weights_only-safe
+    }
+    atomic_torch_save(obj, path)
+    return Path(path)
+
+
+# Constructor arguments of SphericalFourierNeuralOperator 0.8.0 (read back from the built module).
+_ARG_NAMES = ("img_size", "grid", "grid_internal", "scale_factor", "in_chans", "out_chans", "embed_dim",
+              "num_layers", "activation_function", "encoder_layers", "use_mlp", "mlp_ratio", "drop_rate",
+              "drop_path_rate", "normalization_layer", "hard_thresholding_fraction", "residual_prediction",
+              "pos_embed", "bias")
+
+
+def sfno_args(sfno) -> dict:
+    """The constructor arguments a built SFNO was made with, as stored in ``model.args``."""
+    args = getattr(sfno, "_specprobe_args", None)
+    if args is None:
+        raise ValueError("sfno: build it with specprobe.models.th_model.build_sfno so its arguments are known")
+    return json.loads(json.dumps(args))
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def _fail(path, msg) -> CheckpointError:
+    return CheckpointError(f"{path}: {msg}")
+
+
+def sidecar_candidates(path) -> list[Path]:
+    p = Path(path)
+    return [p.with_name(p.name + ".json"), p.with_suffix(".json")]
+
+
+def _read_sidecar(path, sidecar) -> tuple[dict, Path]:
+    if sidecar is not None:
+        side = Path(sidecar)
+        if not side.is_file():
+            raise _fail(path, f"sidecar {side}: no such file")
+    else:
+        side = next((c for c in sidecar_candidates(path) if c.is_file() and c != Path(path)), None)
+        if side is None:
+            names = " or ".join(c.name for c in sidecar_candidates(path))
+            raise _fail(path, f"a plain state dict needs its SFNO constructor arguments as JSON in {names}")
+    try:
+        args = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise _fail(path, f"sidecar {side}: not valid JSON ({' '.join(str(e).split())})") from e
+    if isinstance(args, dict) and isinstance(args.get("args"), dict):
+        args = args["args"]  # also accept {"class": ..., "args": {...}}
+    if not isinstance(args, dict):
+        raise _fail(path, f"sidecar {side}: expected a JSON object of constructor arguments")
+    return args, side
+
+
+def _plain_state_dict(obj):
+    """The tensor mapping of a plain state dict (bare, or under state_dict / model_state_dict), or None."""
+    import torch
+
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), dict) and "format" not in obj:
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return None
+    prefix = "module."  # DistributedDataParallel
+    if all(str(k).startswith(prefix) for k in obj):
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def _check_number_list(path, name, values, n):
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise _fail(path, f"{name}: expected a list of {n} numbers, got {values!r:.80}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _fail(path, f"{name}: expected finite numbers, got {v!r}")
+
+
+def read_spec(obj, path, *, sidecar=None) -> CheckpointSpec:
+    """Validate a loaded checkpoint object (format 1 or plain state dict) into a :class:`CheckpointSpec`."""
+    if is_th_checkpoint(obj):
+        return _read_format(obj, path)
+    if isinstance(obj, dict) and "format" in obj:
+        raise _fail(path, f"unknown checkpoint format {obj['format']!r:.60}; expected {FORMAT!r}")
+    state = _plain_state_dict(obj)
+    if state is None:
+        if isinstance(obj, dict) and "stepper" in obj:
+            raise _fail(path, "is an fme/ACE checkpoint, not a torch-harmonics SFNO file")
+        what = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise _fail(path, f"not a torch-harmonics SFNO checkpoint (holds {what}); expected format {FORMAT!r} "
+                          "or a plain state dict with a .json sidecar")
+    args, side = _read_sidecar(path, sidecar)
+    n = args.get("out_chans", 3)
+    if args.get("in_chans", 3) != n:
+        raise _fail(path, f"plain SFNO with in_chans={args.get('in_chans', 3)} != out_chans={n}: the probe "
+                          "needs a state-to-state model")
+    img = args.get("img_size", (128, 256))
+    _check_grid_values(path, img, args.get("grid", "equiangular"))
+    names = [f"ch{i}" for i in range(int(n))]
+    return CheckpointSpec(
+        path=str(path), args=args, stochastic=None, channel_names=names, units=["unknown"] * len(names),
+        long_names=names, means=None, stds=None,
+        grid={"nlat": int(img[0]), "nlon": int(img[1]), "type": args.get("grid", "equiangular")},
+        state_dict=state, plain=True, sidecar=str(side),
+        notes=["plain state dict: no noise (deterministic, ensemble members identical), no normalisation "
+               "(data used as is), channels named ch0.. (names unknown)"],
+    )
+
+
+def _check_grid_values(path, img, grid):
+    if (not isinstance(img, (list, tuple)) or len(img) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in img)):
+        raise _fail(path, f"img_size: expected [nlat, nlon] integers >= 2, got {img!r:.60}")
+    if grid not in GRIDS:
+        raise _fail(path, f"grid: expected one of {GRIDS}, got {grid!r:.60}")
+
+
+def _read_format(obj, path) -> CheckpointSpec:
+    version = obj.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _fail(path, f"{FORMAT} format_version {version!r:.40} is not supported (this specprobe reads "
+                          f"version {FORMAT_VERSION})")
+    for key, kind in (("model", dict), ("channels", dict), ("grid", dict), ("state_dict", dict)):
+        if not isinstance(obj.get(key), kind):
+            raise _fail(path, f"{FORMAT} file without a valid {key!r} entry")
+    model, channels, grid = obj["model"], obj["channels"], obj["grid"]
+    if model.get("class") != SFNO_CLASS:
+        raise _fail(path, f"model class {model.get('class')!r:.80} is not supported; expected {SFNO_CLASS}")
+    args = model.get("args")
+    if not isinstance(args, dict):
+        raise _fail(path, "model.args: expected a dict of constructor arguments")
+    names = channels.get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        raise _fail(path, "channels.names: expected a non-empty list of strings")
+    n = len(names)
+    units = channels.get("units") or ["unknown"] * n
+    long_names = channels.get("long_names") or list(names)
+    for key, values in (("channels.units", units), ("channels.long_names", long_names)):
+        if not isinstance(values, list) or len(values) != n:
+            raise _fail(path, f"{key}: expected {n} entries, one per channel")
+    img = args.get("img_size")
+    _check_grid_values(path, img, args.get("grid", "equiangular"))
+    if [grid.get("nlat"), grid.get("nlon")] != list(img) or grid.get("type") != args.get("grid", "equiangular"):
+        raise _fail(path, f"grid {grid} does not match the model's img_size {list(img)} / grid "
+                          f"{args.get('grid', 'equiangular')!r}")
+    stochastic = obj.get("stochastic")
+    n_noise = 0
+    if stochastic is not None:
+        if not isinstance(stochastic, dict) or stochastic.get("kind") != "input-noise":
+            raise _fail(path, f"stochastic: unsupported settings {stochastic!r:.80}; expected kind 'input-noise'")
+        n_noise = stochastic.get("n_noise")
+        if not isinstance(n_noise, int) or isinstance(n_noise, bool) or n_noise < 0:
+            raise _fail(path, f"stochastic.n_noise: expected an integer >= 0, got {n_noise!r}")
+        if stochastic.get("noise", "isotropic") != "isotropic":
+            raise _fail(path, f"stochastic.noise {stochastic.get('noise')!r}: only 'isotropic' is supported")
+        noise_lmax, slope = stochastic.get("noise_lmax"), stochastic.get("noise_spectrum_slope", 0.0)
+        if noise_lmax is not None and (not isinstance(noise_lmax, int) or isinstance(noise_lmax, bool)
+                                       or not 1 <= noise_lmax <= img[0]):
+            raise _fail(path, f"stochastic.noise_lmax: expected an integer in [1, nlat={img[0]}], got {noise_lmax!r}")
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+            raise _fail(path, f"stochastic.noise_spectrum_slope: expected a finite number, got {slope!r}")
+    if args.get("in_chans") != n + n_noise or args.get("out_chans") != n:
+        raise _fail(path, f"model.args in_chans={args.get('in_chans')}, out_chans={args.get('out_chans')} do not "
+                          f"match {n} channels + {n_noise} noise channels")
+    norm = obj.get("normalization")
+    means = stds = None
+    if norm is not None:
+        if not isinstance(norm, dict):
+            raise _fail(path, "normalization: expected {means, stds} or None")
+        means, stds = norm.get("means"), norm.get("stds")
+        _check_number_list(path, "normalization.means", means, n)
+        _check_number_list(path, "normalization.stds", stds, n)
+        if any(s <= 0 for s in stds):
+            raise _fail(path, f"normalization.stds: expected positive numbers, got {stds}")
+    training = obj.get("training") if isinstance(obj.get("training"), dict) else {}
+    return CheckpointSpec(
+        path=str(path), args=args, stochastic=stochastic, channel_names=list(names), units=list(units),
+        long_names=list(long_names), means=means, stds=stds,
+        grid={"nlat": int(img[0]), "nlon": int(img[1]), "type": args.get("grid", "equiangular")},
+        state_dict=obj["state_dict"], training=training,
+    )
+
+
+def build_model(spec: CheckpointSpec, *, device="cpu"):
+    """The :class:`StochasticSFNO` a spec declares, with its weights; every mismatch is one line."""
+    import torch
+
+    from .resources import check_grid_fits
+    from .th_model import StochasticSFNO
+
+    path = spec.path
+    check_grid_fits(spec.grid["nlat"], spec.grid["nlon"], n_transforms=6, device=device, what=path)
+    st = spec.stochastic or {}
+    try:
+        model = StochasticSFNO(spec.args, n_state=len(spec.channel_names), n_noise=st.get("n_noise", 0),
+                               noise_slope=st.get("noise_spectrum_slope", 0.0), noise_lmax=st.get("noise_lmax"),
+                               residual=bool(st.get("residual", False)))
+    except (TypeError, ValueError, AssertionError, NotImplementedError, RuntimeError) as e:
+        why = " ".join(str(e).split())[:200]
+        raise _fail(path, f"cannot build the SFNO from its constructor arguments: {why}") from e
+    _check_state_dict(path, model.sfno, spec.state_dict)
+    model.sfno.load_state_dict(spec.state_dict, strict=True)
+    for name, t in model.sfno.state_dict().items():
+        if t.is_floating_point() or t.is_complex():
+            if not torch.isfinite(t).all():
+                raise _fail(path, f"NaN or Inf in weights {name}")
+    return model.to(device)
+
+
+def _check_state_dict(path, sfno, state) -> None:
+    """Summarise how a state dict disagrees with the model built from its declared arguments, in one line."""
+    import torch
+
+    expected = sfno.state_dict()
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise _fail(path, f"state dict entry {bad[0]} is not a tensor")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    dtypes = [f"{k} {state[k].dtype} vs {v.dtype}" for k, v in expected.items()
+              if k in state and state[k].shape == v.shape and state[k].is_complex() != v.is_complex()]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch (file vs model)", shapes),
+                         ("dtype mismatch (file vs model)", dtypes)):
+        if items:
+            more = f" (+{len(items) - 2} more)" if len(items) > 2 else ""
+            parts.append(f"{label}: {', '.join(items[:2])}{more}")
+    if parts:
+        raise _fail(path, "state dict does not match its declared constructor arguments: " + "; ".join(parts))
+
+
+def read_checkpoint(path=None, *, trust: bool = False, sidecar=None) -> CheckpointSpec:
+    """Load a file (None: the bundled default) safely and validate what it declares."""
+    path = default_checkpoint_path() if path is None else Path(path)
+    obj = load_checkpoint_file(path, trust=trust)
+    return read_spec(obj, path, sidecar=sidecar)
+
+
+def load_th_target(path=None, *, device="cpu", trust: bool = False, sidecar=None):
+    """The :class:`~specprobe.models.base.ProbeTarget` of a torch-harmonics SFNO file (None: the default)."""
+    from .th_target import THSFNOTarget
+
+    spec = read_checkpoint(path, trust=trust, sidecar=sidecar)
+    return THSFNOTarget(spec, build_model(spec, device=device), device=device)

@@ -1,0 +1,116 @@
+"""``THSFNOTarget``: a torch-harmonics SFNO checkpoint as the probe engine sees it (a ProbeTarget)."""
+
+from __future__ import annotations
+
+from ..errors import DataError
+from .base import Batch, SpectralParam
+from .th_checkpoint import FAMILY, FORMAT, FORMAT_VERSION, SFNO_CLASS, SPECTRAL_LAYOUT, default_sample_path
+
+
+class THSFNOTarget:
+    family = FAMILY
+    loss_grid = "legendre-gauss"  # fme computes its energy score on a Legendre-Gauss SHT
+
+    def __init__(self, spec, model, *, device="cpu"):
+        import torch
+
+        self.spec, self.model = spec, model
+        self.device = torch.device(device)
+        self.channel_names = list(spec.channel_names)
+        self.nlat, self.nlon = spec.grid["nlat"], spec.grid["nlon"]
+        self.data_grid = spec.grid["type"]
+        n = len(self.channel_names)
+        means = spec.means if spec.means is not None else [0.0] * n
+        stds = spec.stds if spec.stds is not None else [1.0] * n
+        self._mean = torch.tensor(means, dtype=torch.float32).view(n, 1, 1)
+        self._std = torch.tensor(stds, dtype=torch.float32).view(n, 1, 1)
+        self._params = None
+
+    # -- parameters -------------------------------------------------------------------------
+    def parameters(self) -> list[SpectralParam]:
+        if self._params is None:
+            self._params = [
+                SpectralParam(name, p, 2, SPECTRAL_LAYOUT) if name.endswith("global_conv.weight")
+                else SpectralParam(name, p, None)
+                for name, p in self.model.sfno.named_parameters() if p.requires_grad
+            ]
+        return self._params
+
+    def describe(self) -> dict:
+        s = self.spec
+        params = self.parameters()
+        n_real = sum(p.tensor.numel() * (2 if p.tensor.is_complex() else 1) for p in params)
+        return {
+            "format": "torch-harmonics state dict + JSON sidecar" if s.plain else FORMAT,
+            "format_version": None if s.plain else FORMAT_VERSION,
+            "class": SFNO_CLASS,
+            "constructor_args": dict(s.args),
+            "stochastic": s.stochastic,
+            "grid": {"nlat": self.nlat, "nlon": self.nlon, "data_grid": self.data_grid, "loss_grid": self.loss_grid},
+            "internal_degrees": int(self.model.sfno.blocks[0].global_conv.modes_lat),
+            "channels": [{"name": c, "units": u, "long_name": ln}
+                         for c, u, ln in zip(s.channel_names, s.units, s.long_names)],
+            "normalization": None if s.means is None else {
+                "means": list(s.means), "stds": list(s.stds),
+                "loss_space": "(x - mean) / std per channel; the model reads and writes this space"},
+            "parameter_count": {"tensors": len(params), "real_values": n_real},
+            "spectral_parameters": [p.describe() for p in params if p.per_degree],
+            "training": s.training,
+            "sidecar": s.sidecar,
+            "notes": list(s.notes),
+        }
+
+    # -- data -------------------------------------------------------------------------------
+    def load_pairs(self, data=None):
+        """All (input, target) pairs of a data file (None: the bundled sample) in loss space, + info."""
+        from .th_data import load_pairs
+
+        path = default_sample_path() if data is None else data
+        x, y, info = load_pairs(path)
+        names = info["channel_names"]
+        if self.spec.plain:  # names unknown: match by count
+            if len(names) != len(self.channel_names):
+                raise DataError(f"{path}: {len(names)} channels but the model has {len(self.channel_names)}")
+        else:
+            if sorted(names) != sorted(self.channel_names):
+                raise DataError(f"{path}: channels {names} do not match the model's {self.channel_names}")
+            order = [names.index(c) for c in self.channel_names]
+            x, y = x[:, order], y[:, order]
+        grid = info["grid"]
+        if (grid["nlat"], grid["nlon"], grid["type"]) != (self.nlat, self.nlon, self.data_grid):
+            raise DataError(f"{path}: data grid {grid['nlat']}x{grid['nlon']} {grid['type']} does not match the "
+                            f"model's {self.nlat}x{self.nlon} {self.data_grid}")
+        return self.normalize(x), self.normalize(y), info
+
+    def normalize(self, x):
+        return (x - self._mean) / self._std
+
+    def denormalize(self, x):
+        return x * self._std.to(x.device) + self._mean.to(x.device)
+
+    def batches(self, data, *, n_samples: int, batch_size: int, seed: int):
+        """The first ``n_samples`` pairs in file order, in batches; ``seed`` is unused (order is fixed)."""
+        if n_samples < 1 or batch_size < 1:
+            raise ValueError(f"n_samples, batch_size: expected >= 1, got {n_samples}, {batch_size}")
+        x, y, info = self.load_pairs(data)
+        if x.shape[0] < n_samples:
+            src = "the bundled sample" if data is None else str(data)
+            raise DataError(f"{src}: holds {x.shape[0]} input/target pairs, fewer than n_samples={n_samples}")
+        for start in range(0, n_samples, batch_size):
+            stop = min(start + batch_size, n_samples)
+            yield Batch(payload={"input": x[start:stop], "target": y[start:stop]}, size=stop - start,
+                        meta={"pairs": info["pair_ids"][start:stop], "first_index": start})
+
+    # -- the training forward -----------------------------------------------------------------
+    def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
+        """gen (B, E, C, H, W), target (B, 1, C, H, W) in loss space; row s*E + e is member e of sample s."""
+        import torch
+
+        if n_ensemble < 1:
+            raise ValueError(f"n_ensemble: expected >= 1, got {n_ensemble}")
+        x = batch.payload["input"].to(self.device)
+        y = batch.payload["target"].to(self.device)
+        b = x.shape[0]
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        gen = self.model(x.repeat_interleave(n_ensemble, dim=0), generator)
+        return gen.reshape(b, n_ensemble, *gen.shape[1:]), y[:, None]
