@@ -26,11 +26,24 @@ UNITS = ("m", "m/s", "m/s")
 LONG_NAMES = ("geopotential height", "eastward wind", "northward wind")
 
 
-def make_solver(nlat: int, nlon: int, dt: float, *, lmax: int, grid: str = "legendre-gauss"):
-    """A float32 ``ShallowWaterSolver`` with a triangular truncation lmax = mmax."""
+def make_solver(nlat: int, nlon: int, dt: float, *, lmax: int, grid: str = "legendre-gauss", double: bool = False):
+    """A ``ShallowWaterSolver`` with a triangular truncation lmax = mmax, float32 unless ``double``.
+
+    ``import fme`` swaps ``torch_harmonics.RealSHT`` and ``InverseRealSHT`` for its own float32 fork,
+    and the solver looks them up when built; its transforms are rebuilt from torch-harmonics' own
+    classes then, so the data never depends on what else the process imported.
+    """
+    import torch_harmonics as th
+    from torch_harmonics import sht as original
     from torch_harmonics.examples import ShallowWaterSolver
 
-    return ShallowWaterSolver(nlat, nlon, dt, lmax=lmax, mmax=lmax, grid=grid).float()
+    s = ShallowWaterSolver(nlat, nlon, dt, lmax=lmax, mmax=lmax, grid=grid)
+    if th.RealSHT is not original.RealSHT or th.InverseRealSHT is not original.InverseRealSHT:
+        kw = dict(lmax=lmax, mmax=lmax, grid=grid, csphase=False)  # what the solver builds
+        s.sht, s.isht = original.RealSHT(nlat, nlon, **kw), original.InverseRealSHT(nlat, nlon, **kw)
+        s.vsht = original.RealVectorSHT(nlat, nlon, **kw)
+        s.ivsht = original.InverseRealVectorSHT(nlat, nlon, **kw)
+    return s.double() if double else s.float()
 
 
 def _tendency(s, uspec):

@@ -34,8 +34,17 @@ def _km_to_l(km):
 
 
 def add_km_axis(ax) -> None:
+    """Wavelength on top, ticked at a few degrees (km ticks crowd at low l otherwise)."""
     sec = ax.secondary_xaxis("top", functions=(_l_to_km, _km_to_l))
-    sec.set_xlabel("wavelength (km, 2πR/√(l(l+1)))")
+    lo, hi = ax.get_xlim()
+    degrees = []
+    for l in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
+        crowded = degrees and ax.get_xscale() == "linear" and l - degrees[-1] < 0.1 * (hi - lo)
+        if max(lo, 1) <= l <= hi and not crowded:
+            degrees.append(l)
+    kms = [float(_l_to_km(l)) for l in degrees]
+    sec.set_xticks(kms, [f"{k:,.0f}" for k in kms], fontsize=7)
+    sec.set_xlabel("wavelength (km, 2πR/√(l(l+1)))", fontsize=8)
 
 
 def _shade_bands(ax, result: ProbeResult) -> None:
@@ -76,7 +85,7 @@ def plot_grad_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
     ax.set_xlabel("spherical-harmonic degree l")
     ax.set_ylabel("|∂loss/∂w| per degree (L2 norm)")
     ax.set_xlim(0, l[-1])
-    ax.set_title(_title(result) + "\nthin lines: individual layers", fontsize=10)
+    ax.set_title(_title(result) + " — thin lines: individual layers", fontsize=10, pad=28)
     add_km_axis(ax)
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.25)
@@ -136,7 +145,7 @@ def plot_gsnr_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "GSNR needs --n-samples >= 2", transform=ax.transAxes, ha="center")
-    ax.set_title(_title(result), fontsize=10)
+    ax.set_title(_title(result), fontsize=10, pad=28)
     add_km_axis(ax)
     ax.grid(True, which="both", alpha=0.25)
     _save(fig, path, fmt)
