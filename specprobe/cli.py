@@ -77,6 +77,13 @@ def _progress(enabled: bool):
     return bar, (lambda done, total: bar.update(task, completed=done, total=total))
 
 
+def _check_format(fmt: str) -> None:
+    from .report.figures import FORMATS
+
+    if fmt not in FORMATS:
+        _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
 def _degree_axes(items: list[str]) -> dict | None:
     """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
@@ -139,12 +146,11 @@ def grad_by_l(
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probe.api import probe
-    from .report.figures import FORMATS, write_figures
+    from .report.figures import write_figures
     from .report.files import prepare_out_dir, write_json
     from .report.tables import render_grad_by_l
 
-    if fmt not in FORMATS:
-        _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    _check_format(fmt)
     variants = whitening if whitening else ["per_sample"]
     from .probe.engine import as_variants
 
@@ -286,12 +292,10 @@ def sweep(
 
     from .probe.api import probe
     from .probe.sweep import parse_floats, summarise_sweep, sweep_configs
-    from .report.figures import FORMATS
     from .report.files import prepare_out_dir, write_json
     from .report.sweep_report import plot_sweep, sweep_table
 
-    if fmt not in FORMATS:
-        _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    _check_format(fmt)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
     out_dir = prepare_out_dir(out)
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
@@ -333,11 +337,9 @@ def coupling(
     from .probe.coupling import run_coupling
     from .probe.engine import resolve_device
     from .report.coupling_report import plot_coupling
-    from .report.figures import FORMATS
     from .report.files import prepare_out_dir, write_json
 
-    if fmt not in FORMATS:
-        _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    _check_format(fmt)
     out_dir = prepare_out_dir(out)
     target = load_target(checkpoint, device=resolve_device(device), trust=trust_checkpoint)
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,

@@ -16,7 +16,6 @@ No torch at module level.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import DataError
@@ -45,16 +44,8 @@ def _load(path):
     from .safe_load import load_checkpoint_file
 
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, expected a {DATA_FORMAT} file")
-    if not os.access(p, os.R_OK):
-        raise DataError(f"{p}: not readable (permission denied)")
-    if p.stat().st_size == 0:
-        raise DataError(f"{p}: empty file")
     try:
-        return load_checkpoint_file(p)
+        return load_checkpoint_file(p)  # also: missing, directory, unreadable, empty
     except CheckpointError as e:
         reason = str(e).removeprefix(f"{p}: ")
         raise DataError(f"{p}: not a readable {DATA_FORMAT} file ({reason})") from e

@@ -68,14 +68,19 @@ def band_table(result: ProbeResult):
 def layer_table(result: ProbeResult):
     from rich.table import Table
 
-    t = Table(title="Per layer: decline ratio (low/high band) and Spearman rho with l")
+    import os
+
+    names = list(result.grad_by_l["baseline"]["layers"])
+    prefix = os.path.commonprefix(names).rpartition(".")[0] + "." if len(names) > 1 else ""
+    title = "Per layer: decline ratio (low/high band) and Spearman rho with l"
+    t = Table(title=title + (f" ({prefix}…)" if prefix.strip(".") else ""))
     t.add_column("parameter")
     for name in result.variant_names:
         short = name.replace("per_sample", "ps")
         t.add_column(f"{short} ratio", justify="right")
         t.add_column("rho", justify="right")
-    for param in result.grad_by_l["baseline"]["layers"]:
-        row = [param]
+    for param in names:
+        row = [param[len(prefix):] if prefix.strip(".") else param]
         for name in result.variant_names:
             s = result.layer_stats[name][param]
             row += [_num(s["decline_ratio"], "{:.2f}"), _num(s["spearman_rho"], "{:+.2f}")]
