@@ -32,3 +32,10 @@ def pytest_sessionfinish(session, exitstatus):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and reporter.stats.get("skipped"):
             session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The probe sizes torch's thread pool; put it back to one thread after each test."""
+    yield
+    torch.set_num_threads(1)

@@ -2,10 +2,8 @@
 no traceback, nothing half-written in --out."""
 
 import json
+import random
 import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -16,9 +14,15 @@ from specprobe.models.registry import default_checkpoint
 FAST = ["--n-samples", "1", "--batch-size", "1", "--n-ensemble", "1", "--quiet"]
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "specprobe", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+class _Run:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli(*args):
+    """In-process (no torch import per case); test_safety and test_cli_main cover real processes."""
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return _Run(r.exit_code, r.stdout, r.stderr)
 
 
 def assert_one_line_error(r, *needles):
@@ -39,7 +43,7 @@ def _bad_files(tmp_path, ckpt_bytes):
     d = tmp_path
     (d / "empty.pt").write_bytes(b"")
     (d / "half.pt").write_bytes(ckpt_bytes[: len(ckpt_bytes) // 2])
-    (d / "random.pt").write_bytes(os.urandom(5000))
+    (d / "random.pt").write_bytes(random.Random(0).randbytes(5000))
     (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(100))
     (d / "result.json").write_text(json.dumps({"schema": "specprobe.grad-by-l/1"}))
     torch.save({"just": torch.zeros(3)}, d / "unknown.pt")
@@ -48,7 +52,7 @@ def _bad_files(tmp_path, ckpt_bytes):
         "directory": (d, "directory"),
         "empty": (d / "empty.pt", "empty"),
         "truncated": (d / "half.pt", "truncated"),
-        "random": (d / "random.pt", "not a readable checkpoint"),
+        "random": (d / "random.pt", "corrupt"),
         "png": (d / "image.png", "png"),
         "json": (d / "result.json", "json"),
         "unknown": (d / "unknown.pt", "unknown checkpoint family"),

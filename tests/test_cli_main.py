@@ -14,18 +14,25 @@ from specprobe.models.registry import default_checkpoint
 QUICK = ["--n-samples", "4", "--batch-size", "2"]
 
 
-def cli(*args, cwd=None, check=True):
-    r = subprocess.run([sys.executable, "-m", "specprobe", *map(str, args)], capture_output=True, text=True,
-                       cwd=cwd, timeout=600)
+def cli(*args, check=True):
+    """In-process: one torch import for the whole module (the default run below is a real process)."""
+    from typer.testing import CliRunner
+
+    from specprobe.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
     if check:
-        assert r.returncode == 0, r.stderr
+        assert r.exit_code == 0, (r.stderr, r.exception)
     return r
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("default")
-    r = cli("grad-by-l", "--out", out)  # no checkpoint, no options: the README's main job
+    # A real process, no checkpoint, no options: the README's main job.
+    r = subprocess.run([sys.executable, "-m", "specprobe", "grad-by-l", "--out", str(out)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
     return out, r
 
 

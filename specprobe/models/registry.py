@@ -21,7 +21,7 @@ def resolve_checkpoint(checkpoint) -> Path:
 
 def detect_family(obj, path) -> str:
     from .fme_describe import is_fme_checkpoint
-    from .th_checkpoint import is_th_checkpoint
+    from .th_checkpoint import _plain_state_dict, is_th_checkpoint, sidecar_candidates
 
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: unknown checkpoint family (the file holds a {type(obj).__name__}, not a dict)")
@@ -29,9 +29,13 @@ def detect_family(obj, path) -> str:
         return "torch-harmonics-sfno"
     if is_fme_checkpoint(obj):
         return "fme"
-    sidecar = Path(path).with_suffix(Path(path).suffix + ".json")
-    if isinstance(obj, dict) and any(str(k).startswith("blocks.") for k in obj) and sidecar.exists():
-        return "torch-harmonics-sfno"
+    plain = _plain_state_dict(obj)
+    if plain is not None and any(str(k).startswith("blocks.") for k in plain):
+        if any(c.is_file() and c != Path(path) for c in sidecar_candidates(path)):
+            return "torch-harmonics-sfno"
+        names = " or ".join(c.name for c in sidecar_candidates(path))
+        raise CheckpointError(f"{path}: a torch-harmonics SFNO state dict needs its constructor arguments as JSON "
+                              f"in {names}")
     keys = sorted(map(str, obj))[:8]
     raise CheckpointError(
         f"{path}: unknown checkpoint family (top-level {keys}); expected a specprobe torch-harmonics SFNO file, "

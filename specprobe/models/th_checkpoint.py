@@ -130,13 +130,6 @@ def save_checkpoint(path, model, *, channel_names, units, means, stds, data_grid
     return Path(path)
 
 
-# Constructor arguments of SphericalFourierNeuralOperator 0.8.0 (read back from the built module).
-_ARG_NAMES = ("img_size", "grid", "grid_internal", "scale_factor", "in_chans", "out_chans", "embed_dim",
-              "num_layers", "activation_function", "encoder_layers", "use_mlp", "mlp_ratio", "drop_rate",
-              "drop_path_rate", "normalization_layer", "hard_thresholding_fraction", "residual_prediction",
-              "pos_embed", "bias")
-
-
 def sfno_args(sfno) -> dict:
     """The constructor arguments a built SFNO was made with, as stored in ``model.args``."""
     args = getattr(sfno, "_specprobe_args", None)

@@ -22,9 +22,6 @@ import math
 
 import torch
 
-SFNO_CLASS = "torch_harmonics.examples.models.SphericalFourierNeuralOperator"
-
-
 def build_sfno(args: dict):
     """The torch-harmonics SFNO from JSON-style constructor arguments (img_size as a list is fine)."""
     from torch_harmonics.examples.models import SphericalFourierNeuralOperator

@@ -1,0 +1,35 @@
+"""The registry routes every supported spelling of a torch-harmonics SFNO file to its adapter."""
+
+import json
+
+import pytest
+import torch
+
+from specprobe.errors import CheckpointError
+from specprobe.models.registry import describe_checkpoint, load_target
+from specprobe.models.th_checkpoint import default_checkpoint_path
+from specprobe.models.safe_load import load_checkpoint_file
+
+
+@pytest.mark.parametrize("wrap,sidecar_name", [("bare", "plain.pt.json"), ("state_dict", "plain.json"),
+                                               ("ddp", "plain.pt.json")])
+def test_plain_state_dicts_are_routed(tmp_path, wrap, sidecar_name):
+    from specprobe.models.th_model import build_sfno
+
+    args = dict(load_checkpoint_file(default_checkpoint_path())["model"]["args"], in_chans=3)  # no noise channels
+    sd = build_sfno(args).state_dict()
+    if wrap == "state_dict":
+        sd = {"state_dict": sd}
+    elif wrap == "ddp":
+        sd = {f"module.{k}": v for k, v in sd.items()}
+    torch.save(sd, tmp_path / "plain.pt")
+    (tmp_path / sidecar_name).write_text(json.dumps(args))
+    assert describe_checkpoint(tmp_path / "plain.pt")["family"] == "torch-harmonics-sfno"
+    target = load_target(tmp_path / "plain.pt")
+    assert sum(p.per_degree for p in target.parameters()) == 4
+
+
+def test_plain_state_dict_without_sidecar_says_what_is_missing(tmp_path):
+    torch.save(load_checkpoint_file(default_checkpoint_path())["state_dict"], tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="constructor arguments as JSON in plain.pt.json or plain.json"):
+        load_target(tmp_path / "plain.pt")
