@@ -286,6 +286,7 @@ def sweep(
     no_timestamp: bool = typer.Option(False, "--no-timestamp"),
     ema: bool = typer.Option(False, "--ema"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -301,7 +302,7 @@ def sweep(
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
-                   timestamp=not no_timestamp)
+                   timestamp=not no_timestamp, threads=threads)
     summary = summarise_sweep(result, configs)
     write_json(out_dir / "sweep.json", summary)
     plot_sweep(summary, out_dir / f"sweep.{fmt}", fmt)
@@ -329,19 +330,23 @@ def coupling(
     as_json: bool = typer.Option(False, "--json"),
     fmt: str = typer.Option("png", "--format"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
 
     from .models.registry import load_target
     from .probe.coupling import run_coupling
-    from .probe.engine import resolve_device
+    from .probe.engine import configure_cpu_threads, resolve_device
     from .report.coupling_report import plot_coupling
     from .report.files import prepare_out_dir, write_json
 
     _check_format(fmt)
     out_dir = prepare_out_dir(out)
-    target = load_target(checkpoint, device=resolve_device(device), trust=trust_checkpoint)
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        configure_cpu_threads(threads)
+    target = load_target(checkpoint, device=dev, trust=trust_checkpoint)
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
                           batch_size=batch_size, seed=seed, n_bands=n_bands)
     result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
@@ -365,4 +370,21 @@ def coupling(
 
 
 def main():
-    app()
+    """Console entry point: usage errors (unknown option, bad value) are one line too."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as e:  # noqa: BLE001 - typer vendors click; match its classes by name
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "UsageError" in kinds:
+            ctx = getattr(e, "ctx", None)
+            cmd = ctx.command_path if ctx is not None else "specprobe"
+            message = " ".join(e.format_message().split())
+            if message:  # empty when no_args_is_help already printed the help
+                typer.echo(f"error: {message} (see `{cmd} --help`)", err=True)
+            code = 2
+        elif "Abort" in kinds:
+            typer.echo("error: aborted", err=True)
+            code = 130
+        else:
+            raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -165,3 +165,16 @@ def test_bad_data(tmp_path, kwargs, needle):
     r = run_cli("grad-by-l", "--data", data, "--out", tmp_path / "o", *FAST)
     assert_one_line_error(r, needle)
     assert not (tmp_path / "o" / "result.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--bogus"], "no such option"),
+    (["grad-by-l", "--n-samples", "abc"], "--n-samples"),
+    (["compare"], "missing argument"),
+])
+def test_usage_errors_are_one_line_from_the_real_entry_point(args, needle):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "specprobe", *args], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(r, needle)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,6 @@ require("fme")
 from fme_fixtures import (  # noqa: E402
     IN_NAMES,
     NLAT,
-    NLON,
     OUT_NAMES,
     TRAIN_LOSS,
     build_stepper,

@@ -16,8 +16,8 @@ CONVENTIONS = {
     "gradient_norm": "per degree l: L2 norm over every element of the parameter at that degree "
                      "(all other axes, incl. re/im) of the gradient of the mean loss over all probed samples; "
                      "'total' is the root-sum-square over the per-degree parameters",
-    "gsnr": "per element: mean^2 / variance (unbiased) of per-sample gradients; averaged over the elements of each degree, "
-            "then root-sum-square-free: the per-degree mean over all per-degree parameters",
+    "gsnr": "per element: mean^2 / variance (unbiased) of per-sample gradients; averaged over every element at "
+            "degree l of every per-degree parameter (elements with zero variance left out)",
     "output_grad": "per degree l: L2 norm over (sample, member, channel, m) of d loss / d gen_hat",
     "wavelength_km": "2 pi R / sqrt(l (l + 1)), R = 6371 km",
     "whitening_factor": "fme SpectralWhitening.factor per (sample, channel, l): mean, 10th and 90th percentile over samples",
