@@ -13,15 +13,15 @@ def sweep_table(sweep: dict):
 
     bands = [b["name"] for b in sweep["bands"]]
     t = Table(title="Whitening sweep: measured vs predicted boost of the filter gradient per band")
-    for col in ("gamma", "eps_frac", "decline ratio"):
+    for col in ("gamma", "eps", "decline"):
         t.add_column(col, justify="right")
     for b in bands:
-        t.add_column(f"{b} measured", justify="right")
-        t.add_column(f"{b} predicted", justify="right")
+        t.add_column(f"{b}\nmeas.", justify="right")
+        t.add_column(f"{b}\npred.", justify="right")
     for b in ("low", "high"):
-        t.add_column(f"GSNR {b}", justify="right")
+        t.add_column(f"GSNR\n{b}", justify="right")
     base = sweep["baseline"]
-    t.add_row("baseline", "—", _num(base["decline_ratio"], "{:.2f}"), *(["1.00x", "1.00x"] * len(bands)),
+    t.add_row("base", "—", _num(base["decline_ratio"], "{:.2f}"), *(["1.00x", "1.00x"] * len(bands)),
               _num(base["gsnr_band_median"].get("low")), _num(base["gsnr_band_median"].get("high")))
     for s in sweep["settings"]:
         row = [f"{s['gamma']:g}", f"{s['eps_frac']:g}", _num(s["decline_ratio"], "{:.2f}")]
