@@ -30,6 +30,16 @@ def wavelength_km(degree: int) -> float:
     return math.inf if degree <= 0 else 2 * math.pi * EARTH_RADIUS_KM / math.sqrt(degree * (degree + 1))
 
 
+def epoch_of(result: "ProbeResult"):
+    """Training progress of the probed checkpoint: fme's epoch, else the th format's training steps."""
+    model = result.provenance.get("model", {})
+    for key in ("epoch", "step"):
+        if model.get(key) is not None:
+            return model[key]
+    training = model.get("training") or {}
+    return training.get("epoch", training.get("steps"))
+
+
 def _clean(x):
     """JSON has no NaN/Inf: write them as null."""
     if isinstance(x, float):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SpecprobeError
 from .api import probe
-from .result import ProbeResult
+from .result import ProbeResult, epoch_of
 
 _CKPT_NUMBERED = re.compile(r"ckpt_(\d+)\.tar$")
 
@@ -42,8 +42,6 @@ def probe_series(paths, **probe_kwargs) -> list[tuple[Path, ProbeResult]]:
 
 
 def series_summary(items: list[tuple[Path, ProbeResult]]) -> dict:
-    from ..report.compare import epoch_of
-
     rows = []
     for i, (path, r) in enumerate(items):
         epoch = epoch_of(r)

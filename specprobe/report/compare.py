@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecprobeError
-from ..probe.result import SCHEMA, ProbeResult
+from ..probe.result import SCHEMA, ProbeResult, epoch_of
 from .figures import _COLORS, _plt, _save, add_km_axis
 from .files import read_result_json
 from .tables import _num
@@ -24,15 +24,6 @@ def load_results(paths) -> list[ProbeResult]:
         except (ValueError, TypeError, KeyError) as e:
             raise SpecprobeError(f"{p}: malformed result file ({e})") from None
     return results
-
-
-def epoch_of(result: ProbeResult):
-    model = result.provenance.get("model", {})
-    for key in ("epoch", "step"):
-        if model.get(key) is not None:
-            return model[key]
-    training = model.get("training") or {}
-    return training.get("epoch", training.get("steps"))
 
 
 def _curve(result: ProbeResult, variant: str, normalize: str) -> np.ndarray:
