@@ -120,7 +120,8 @@ def grad_by_l(
                                                        "Several, or a directory of ckpt_NNNN.tar: a series."),
     data: Optional[str] = typer.Option(None, "--data", help="Data source (default: the bundled sample / synthetic)."),
     n_samples: int = typer.Option(8, "--n-samples", help="Samples to probe (>= 2 for GSNR)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Samples per forward pass."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Samples per forward pass (per-sample gradients "
+                                   "backpropagate the whole batch graph, so 1 is fastest on CPU)."),
     n_ensemble: int = typer.Option(2, "--n-ensemble", help="Ensemble members per sample (fme trains with 2)."),
     whitening: Optional[list[str]] = typer.Option(None, "--whitening", help="Variant besides the baseline; "
                                                   "repeatable: none, per_sample, per_sample:gamma=0.8,eps_frac=0.05."),
@@ -275,7 +276,7 @@ def sweep(
     eps_frac: str = typer.Option("0.02", "--eps-frac", help="Comma-separated amplitude floors > 0."),
     data: Optional[str] = typer.Option(None, "--data"),
     n_samples: int = typer.Option(8, "--n-samples"),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    batch_size: int = typer.Option(1, "--batch-size"),
     n_ensemble: int = typer.Option(2, "--n-ensemble"),
     bands: Optional[str] = typer.Option(None, "--bands"),
     device: str = typer.Option("auto", "--device"),
