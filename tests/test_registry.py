@@ -33,3 +33,12 @@ def test_plain_state_dict_without_sidecar_says_what_is_missing(tmp_path):
     torch.save(load_checkpoint_file(default_checkpoint_path())["state_dict"], tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="constructor arguments as JSON in plain.pt.json or plain.json"):
         load_target(tmp_path / "plain.pt")
+
+
+def test_declared_huge_grid_is_refused_before_allocation(tmp_path):
+    obj = load_checkpoint_file(default_checkpoint_path())
+    obj["model"]["args"]["img_size"] = [60_000, 120_000]
+    obj["grid"].update(nlat=60_000, nlon=120_000)
+    torch.save(obj, tmp_path / "huge.pt")
+    with pytest.raises(CheckpointError, match=r"needs about [\d,.]+ GiB.*refusing before allocation"):
+        load_target(tmp_path / "huge.pt")

@@ -53,7 +53,9 @@ def describe_checkpoint(checkpoint=None, *, trust: bool = False) -> dict:
 
         info = describe_fme_checkpoint(obj, path)
     else:
-        info = load_target(path, trust=trust).describe()
+        from .th_checkpoint import load_th_target
+
+        info = load_th_target(path, trust=trust, obj=obj).describe()
     return {"path": str(path), "family": family, **info}
 
 
@@ -70,6 +72,9 @@ def load_target(checkpoint=None, *, device="cpu", trust: bool = False, ema: bool
                                degree_axis_overrides=degree_axis_overrides, **fme_options)
     if ema:
         raise CheckpointError(f"{path}: --ema: torch-harmonics SFNO files carry no EMA weights")
+    if degree_axis_overrides:
+        raise CheckpointError(f"{path}: --degree-axis applies to fme checkpoints; this torch-harmonics SFNO's "
+                              "degree axes are known (global_conv.weight, axis 2)")
     from .th_checkpoint import load_th_target
 
-    return load_th_target(path, device=device, trust=trust)
+    return load_th_target(path, device=device, trust=trust, obj=obj)

@@ -352,16 +352,19 @@ def _check_state_dict(path, sfno, state) -> None:
         raise _fail(path, "state dict does not match its declared constructor arguments: " + "; ".join(parts))
 
 
-def read_checkpoint(path=None, *, trust: bool = False, sidecar=None) -> CheckpointSpec:
-    """Load a file (None: the bundled default) safely and validate what it declares."""
+def read_checkpoint(path=None, *, trust: bool = False, sidecar=None, obj=None) -> CheckpointSpec:
+    """Load a file (None: the bundled default) safely and validate what it declares.
+
+    obj: the file's already safely loaded content (the registry reads each file once)."""
     path = default_checkpoint_path() if path is None else Path(path)
-    obj = load_checkpoint_file(path, trust=trust)
+    if obj is None:
+        obj = load_checkpoint_file(path, trust=trust)
     return read_spec(obj, path, sidecar=sidecar)
 
 
-def load_th_target(path=None, *, device="cpu", trust: bool = False, sidecar=None):
+def load_th_target(path=None, *, device="cpu", trust: bool = False, sidecar=None, obj=None):
     """The :class:`~specprobe.models.base.ProbeTarget` of a torch-harmonics SFNO file (None: the default)."""
     from .th_target import THSFNOTarget
 
-    spec = read_checkpoint(path, trust=trust, sidecar=sidecar)
+    spec = read_checkpoint(path, trust=trust, sidecar=sidecar, obj=obj)
     return THSFNOTarget(spec, build_model(spec, device=device), device=device)
