@@ -403,7 +403,7 @@ def test_bundled_default_is_trained(bundled):
 
 
 def test_importing_the_family_does_not_import_torch():
-    code = ("import sys, specprobe.models.th_sfno as t; t.default_checkpoint_path(); "
-            "print('torch' in sys.modules)")
+    code = ("import sys, specprobe.models.registry as r, specprobe.models.th_checkpoint, "
+            "specprobe.models.th_target; r.default_checkpoint(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

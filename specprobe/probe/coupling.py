@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spectral import WhiteningConfig, bin_by_degree, energy_score_loss_terms, to_spectral
+from ..spectral import WhiteningConfig, bin_by_degree, energy_score, to_spectral, weighted_loss_terms
 from .accumulate import rss
 from .engine import as_variants
 
@@ -41,9 +41,10 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
         gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
         gen_hat, tgt_hat = to_spectral(gen, grid=target.loss_grid), to_spectral(tgt, grid=target.loss_grid)
         share = gen.shape[0] / n_samples  # per_degree is a batch mean; weight it into the mean over all samples
+        es = energy_score(gen_hat, tgt_hat)  # shared by every variant
         for cfg in configs:
             w = cfg.build()
-            terms = energy_score_loss_terms(gen_hat, tgt_hat, factor=w.factor(tgt_hat) if w else None)
+            terms = weighted_loss_terms(es, factor=w.factor(tgt_hat) if w else None)
             per_l = terms.per_degree.sum(dim=0) * share  # (L,)
             pieces = [per_l[lo: hi + 1].sum() for lo, hi in bands] + [per_l.sum()]
             for k, piece in enumerate(pieces):

@@ -24,12 +24,12 @@ from ..spectral import (
     crps,
     curve_stats,
     degree_power,
-    energy_score_loss_terms,
     energy_score_terms,
     loss_scaling,
     mode_weights,
     parse_bands,
     to_spectral,
+    weighted_loss_terms,
 )
 from ..spectral.stats import band_mean
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
@@ -146,10 +146,11 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         gen_hat = to_spectral(gen, grid=target.loss_grid)
         tgt_hat = to_spectral(tgt, grid=target.loss_grid)
         b = gen.shape[0]
+        skill, spread = energy_score_terms(gen_hat, tgt_hat)
+        es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
         with torch.no_grad():
             target_power.add(degree_power(tgt_hat[:, 0]))
             pred_power.add(degree_power(gen_hat).mean(dim=1))
-            skill, spread = energy_score_terms(gen_hat, tgt_hat)
             w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
             skill_rows.add((skill * w).sum(-1))
             spread_rows.add((spread * w).sum(-1))
@@ -159,7 +160,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
             factor = whitening.factor(tgt_hat) if whitening is not None else None
             if factor is not None:
                 factors[cfg.name].add(factor[..., 0])
-            terms = energy_score_loss_terms(gen_hat, tgt_hat, factor=factor, weight=loss.energy_score_weight)
+            terms = weighted_loss_terms(es, factor=factor, weight=loss.energy_score_weight)
             per_sample = terms.per_sample_channel  # (B, C)
             if crps_term is not None:
                 per_sample = per_sample + loss.crps_weight * crps_term
@@ -172,7 +173,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
                 g_hat = grads[-1]
                 sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
                 out_grad_sq[cfg.name] = sq if out_grad_sq[cfg.name] is None else out_grad_sq[cfg.name] + sq
-        del gen, tgt, gen_hat, tgt_hat
+        del gen, tgt, gen_hat, tgt_hat, es
         n_done += b
         if progress is not None:
             progress(n_done, n_samples)

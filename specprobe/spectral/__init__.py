@@ -14,6 +14,7 @@ from .energy_score import (
     energy_score_terms,
     loss_scaling,
     mode_weights,
+    weighted_loss_terms,
 )
 from .sht import LOSS_GRID, SHTConvention, real_sht, to_spectral
 from .spectra import POWER_CONVENTIONS, degree_power
@@ -34,5 +35,5 @@ __all__ = [
     "bin_by_degree", "crps", "curve_stats", "default_bands", "degree_power", "degree_rms_amplitude",
     "degree_slices", "energy_score", "energy_score_loss", "energy_score_loss_terms",
     "energy_score_terms", "ensemble_loss", "loglog_slope", "loss_scaling", "mode_weights",
-    "parse_bands", "real_sht", "spearman_rho", "to_spectral", "whitening_factor",
+    "parse_bands", "real_sht", "spearman_rho", "to_spectral", "weighted_loss_terms", "whitening_factor",
 ]

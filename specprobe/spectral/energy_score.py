@@ -87,7 +87,11 @@ class EnergyScoreLossTerms:
 
 def energy_score_loss_terms(gen_hat, target_hat, *, factor=None, weight: float = 1.0) -> EnergyScoreLossTerms:
     """fme's EnergyScoreLoss from coefficients; ``factor`` (B, C, L, 1) is a whitening factor or None."""
-    es = energy_score(gen_hat, target_hat)  # (B, C, L, M)
+    return weighted_loss_terms(energy_score(gen_hat, target_hat), factor=factor, weight=weight)
+
+
+def weighted_loss_terms(es, *, factor=None, weight: float = 1.0) -> EnergyScoreLossTerms:
+    """The loss from a per-mode energy score ``es`` (B, C, L, M): lets several whitening variants share one ES."""
     n_l, n_m = es.shape[-2:]
     weighted = es * mode_weights(n_l, n_m, device=es.device, dtype=es.dtype)
     if factor is not None:
