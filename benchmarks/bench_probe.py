@@ -31,7 +31,7 @@ def main():
     import torch
 
     from specprobe.models.registry import load_target
-    from specprobe.probe.engine import run_probe
+    from specprobe.probing.engine import run_probe
     from specprobe.spectral import ensemble_loss, energy_score_loss
 
     ap = argparse.ArgumentParser()

@@ -4,7 +4,7 @@
     python examples/train_swe_sfno.py --steps 50 --out /tmp/m.pt --sample-out /tmp/s.pt
 
 Data: torch-harmonics' ShallowWaterSolver (balanced random initial states, spun up, then sampled every
-``interval_h`` hours; see specprobe/models/swe.py); channels h (m), u, v (m/s) on a 64x128 equiangular
+``interval_h`` hours; see specprobe/models/th/swe.py); channels h (m), u, v (m/s) on a 64x128 equiangular
 grid. Task: the state one step ahead, predicted as a normalised increment (residual). Loss: fme's
 EnsembleLoss recipe, 0.9 CRPS + 0.1 energy score, ensemble of 2 (members from input noise). Training
 is seeded and deterministic on CPU; longitude rolls (an exact symmetry of the equations) augment it.
@@ -70,7 +70,7 @@ class TrainConfig:
 
 def make_data(cfg: TrainConfig, progress=None) -> dict:
     """Training and held-out trajectories (K, T+1, 3, nlat, nlon), physical units; disjoint seeds."""
-    from specprobe.models import swe
+    from specprobe.models.th import swe
 
     common = dict(interval_h=cfg.interval_h, spinup_h=cfg.spinup_h, nlat=cfg.nlat, nlon=cfg.nlon, grid=cfg.grid,
                   solver_nlat=cfg.solver_nlat, solver_nlon=cfg.solver_nlon, lmax=cfg.solver_lmax, dt=cfg.solver_dt,
@@ -82,7 +82,7 @@ def make_data(cfg: TrainConfig, progress=None) -> dict:
 def build(cfg: TrainConfig, init_seed: int):
     import torch
 
-    from specprobe.models.th_model import StochasticSFNO
+    from specprobe.models.th.model import StochasticSFNO
 
     torch.manual_seed(init_seed)
     return StochasticSFNO(cfg.sfno_args(), n_state=3, n_noise=cfg.n_noise, noise_slope=cfg.noise_slope, residual=True)
@@ -138,7 +138,7 @@ def train(cfg: TrainConfig, *, data: dict | None = None, progress: bool = True, 
     """Train; returns (model, means, stds, metadata, data). ``data`` reuses trajectories from make_data."""
     import torch
 
-    from specprobe.models import swe
+    from specprobe.models.th import swe
     from specprobe.spectral import ensemble_loss
 
     torch.set_num_threads(cfg.threads)
@@ -195,7 +195,7 @@ def train(cfg: TrainConfig, *, data: dict | None = None, progress: bool = True, 
     meta = {
         "config": dataclasses.asdict(cfg),
         "data": {"source": "torch_harmonics.examples.ShallowWaterSolver, balanced random initial states "
-                           "(specprobe/models/swe.py)",
+                           "(specprobe/models/th/swe.py)",
                  "channels": list(swe.CHANNELS), "units": list(swe.UNITS), "timestep_hours": cfg.interval_h,
                  "train_trajectories": cfg.n_train_traj, "train_pairs": int(x.shape[0]),
                  "heldout_trajectories": cfg.n_heldout_traj, "heldout_pairs": int(hx.shape[0]),
@@ -269,9 +269,9 @@ class _Bar:
 
 
 def save(model, means, stds, meta, data, cfg: TrainConfig, out, sample_out) -> None:
-    from specprobe.models import swe
-    from specprobe.models.th_checkpoint import save_checkpoint
-    from specprobe.models.th_data import save_sample
+    from specprobe.models.th import swe
+    from specprobe.models.th.checkpoint import save_checkpoint
+    from specprobe.models.th.data import save_sample
 
     save_checkpoint(out, model, channel_names=swe.CHANNELS, units=swe.UNITS, long_names=swe.LONG_NAMES,
                     means=means, stds=stds, data_grid=cfg.grid, training=meta)

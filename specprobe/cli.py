@@ -88,7 +88,7 @@ def _degree_axes(items: list[str]) -> dict | None:
     """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
         return None
-    from .models.fme_layouts import parse_degree_axis_overrides
+    from .models.fme.layouts import parse_degree_axis_overrides
 
     return parse_degree_axis_overrides(items)
 
@@ -146,14 +146,14 @@ def grad_by_l(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
-    from .probe.api import probe
+    from .probing.api import probe
     from .report.figures import write_figures
     from .report.files import prepare_out_dir, write_json
     from .report.tables import render_grad_by_l
 
     _check_format(fmt)
     variants = whitening if whitening else ["per_sample"]
-    from .probe.engine import as_variants
+    from .probing.engine import as_variants
 
     as_variants(variants)  # parse errors before any loading
     out_dir = prepare_out_dir(out)
@@ -191,8 +191,8 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs):
     """Several checkpoints (or a directory of ckpt_NNNN.tar) on the same batches and seed."""
     import json
 
-    from .probe.series import expand_checkpoints, series_summary
-    from .probe.api import probe
+    from .probing.series import expand_checkpoints, series_summary
+    from .probing.api import probe
     from .report.figures import write_figures
     from .report.files import write_json
     from .report.series_report import plot_series
@@ -259,7 +259,7 @@ def compare(
     plot_compare(loaded, names, out, variant=variant, normalize=normalize, fmt=fmt)
     rows = compare_rows(loaded, names)
     if as_json:
-        from .probe.result import _clean
+        from .probing.result import _clean
 
         typer.echo(json.dumps(_clean(rows), indent=1))
         return
@@ -292,8 +292,8 @@ def sweep(
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
 
-    from .probe.api import probe
-    from .probe.sweep import parse_floats, summarise_sweep, sweep_configs
+    from .probing.api import probe
+    from .probing.sweep import parse_floats, summarise_sweep, sweep_configs
     from .report.files import prepare_out_dir, write_json
     from .report.sweep_report import plot_sweep, sweep_table
 
@@ -337,8 +337,8 @@ def coupling(
     import json
 
     from .models.registry import load_target
-    from .probe.coupling import run_coupling
-    from .probe.engine import configure_cpu_threads, resolve_device
+    from .probing.coupling import run_coupling
+    from .probing.engine import configure_cpu_threads, resolve_device
     from .report.coupling_report import plot_coupling
     from .report.files import prepare_out_dir, write_json
 

@@ -9,7 +9,7 @@ import torch
 REQUIRE_ORACLES = os.environ.get("SPECPROBE_REQUIRE_ORACLES") == "1"
 
 # One intra-op thread in the test process: the tests are many small ops, and OpenMP threads spinning
-# at barriers on a shared 2-core machine made them up to 100x slower (see specprobe.probe.engine).
+# at barriers on a shared 2-core machine made them up to 100x slower (see specprobe.probing.engine).
 torch.set_num_threads(1)
 
 

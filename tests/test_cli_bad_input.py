@@ -113,13 +113,13 @@ def test_compare_wrong_schema_and_broken_json(tmp_path):
 
 
 def test_out_of_memory_suggests_batch_size(monkeypatch, tmp_path):
-    import specprobe.probe.engine as engine
+    import specprobe.probing.engine as engine
 
     def boom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(engine, "run_probe", boom)
-    monkeypatch.setattr("specprobe.probe.api.run_probe", boom)
+    monkeypatch.setattr("specprobe.probing.api.run_probe", boom)
     r = CliRunner().invoke(app, ["grad-by-l", "--out", str(tmp_path / "o"), *FAST])
     assert r.exit_code == 2
     assert "error: out of memory" in r.output and "--batch-size" in r.output
@@ -140,8 +140,8 @@ def test_nan_weights_are_named(tmp_path):
 
 def _sample_variant(tmp_path, name, *, nan=False, grid=None, channels=None):
     from specprobe.models.safe_load import load_checkpoint_file
-    from specprobe.models.th_checkpoint import default_sample_path
-    from specprobe.models.th_data import save_sample
+    from specprobe.models.th.checkpoint import default_sample_path
+    from specprobe.models.th.data import save_sample
 
     obj = load_checkpoint_file(default_sample_path())
     states = obj["states"].clone()

@@ -98,7 +98,7 @@ def untrained_checkpoint(tmp_path_factory):
     """Same shape and format as the bundled model, fresh weights: the reference for "trained"."""
     import torch
 
-    from specprobe.models.th_checkpoint import build_model, read_checkpoint, save_checkpoint
+    from specprobe.models.th.checkpoint import build_model, read_checkpoint, save_checkpoint
 
     spec = read_checkpoint(default_checkpoint())
     torch.manual_seed(123)
@@ -168,7 +168,7 @@ def test_coupling_identity_on_the_bundled_model():
     import torch
 
     from specprobe.models.registry import load_target
-    from specprobe.probe.coupling import coupling_gradients
+    from specprobe.probing.coupling import coupling_gradients
 
     sums, *_ = coupling_gradients(load_target(None), variants=["per_sample"], n_samples=1, n_ensemble=2, n_bands=4)
     for s in sums.values():

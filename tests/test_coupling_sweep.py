@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gain_model import GainTarget
-from specprobe.probe.coupling import coupling_gradients, loss_bands, run_coupling
-from specprobe.probe.engine import run_probe
-from specprobe.probe.sweep import predicted_boost, summarise_sweep, sweep_configs
+from specprobe.probing.coupling import coupling_gradients, loss_bands, run_coupling
+from specprobe.probing.engine import run_probe
+from specprobe.probing.sweep import predicted_boost, summarise_sweep, sweep_configs
 from specprobe.spectral import to_spectral, whitening_factor
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gain_model import GainTarget, closed_form_gradient
-from specprobe.probe.engine import run_probe
+from specprobe.probing.engine import run_probe
 
 
 def test_gradient_per_degree_matches_closed_form():

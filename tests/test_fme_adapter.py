@@ -23,8 +23,8 @@ from fme_fixtures import (  # noqa: E402
     save_current,
     save_legacy,
 )
-from specprobe.models.fme_adapter import load_fme_target  # noqa: E402
-from specprobe.models.fme_describe import describe_fme_checkpoint  # noqa: E402
+from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
+from specprobe.models.fme.describe import describe_fme_checkpoint  # noqa: E402
 from specprobe.models.safe_load import load_checkpoint_file  # noqa: E402
 from specprobe.spectral import WhiteningConfig, bin_by_degree, energy_score_loss, ensemble_loss  # noqa: E402
 

@@ -15,19 +15,19 @@ from conftest import require
 require("fme")
 
 from fme_fixtures import build_stepper, one_thread, save_current, save_legacy, trained_run  # noqa: E402
-from specprobe.models.fme_adapter import FME_MISSING, load_fme_target  # noqa: E402
-from specprobe.models.fme_describe import is_fme_checkpoint  # noqa: E402
+from specprobe.models.fme.adapter import FME_MISSING, load_fme_target  # noqa: E402
+from specprobe.models.fme.describe import is_fme_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 
 NO_FME = textwrap.dedent("""
     import json, sys
     sys.modules["fme"] = None  # `import fme` now raises ImportError
-    import specprobe.models.fme_adapter as adapter
+    import specprobe.models.fme.adapter as adapter
     assert "torch" not in sys.modules, "importing the adapter must not import torch"
     from specprobe.errors import SpecprobeError
     from specprobe.models.safe_load import load_checkpoint_file
-    from specprobe.models.fme_describe import describe_fme_checkpoint, is_fme_checkpoint
+    from specprobe.models.fme.describe import describe_fme_checkpoint, is_fme_checkpoint
     out = {}
     for path in sys.argv[1:]:
         obj = load_checkpoint_file(path)

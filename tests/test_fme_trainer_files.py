@@ -22,8 +22,8 @@ from fme_fixtures import (  # noqa: E402
     write_netcdf,
 )
 from specprobe.errors import CheckpointError, DataError  # noqa: E402
-from specprobe.models.fme_adapter import adam_by_l, load_fme_target  # noqa: E402
-from specprobe.models.fme_describe import describe_fme_checkpoint  # noqa: E402
+from specprobe.models.fme.adapter import adam_by_l, load_fme_target  # noqa: E402
+from specprobe.models.fme.describe import describe_fme_checkpoint  # noqa: E402
 from specprobe.models.safe_load import load_checkpoint_file  # noqa: E402
 from specprobe.spectral import WhiteningConfig, energy_score_loss  # noqa: E402
 

@@ -18,8 +18,8 @@ PER_CASE_SECONDS = 10
 def tiny_checkpoint(tmp_path_factory):
     import torch
 
-    from specprobe.models.th_checkpoint import save_checkpoint
-    from specprobe.models.th_model import StochasticSFNO
+    from specprobe.models.th.checkpoint import save_checkpoint
+    from specprobe.models.th.model import StochasticSFNO
 
     torch.manual_seed(0)
     args = dict(img_size=(8, 16), grid="equiangular", scale_factor=1, in_chans=4, out_chans=3, embed_dim=4,

@@ -7,14 +7,14 @@ import torch
 
 from specprobe.errors import CheckpointError
 from specprobe.models.registry import describe_checkpoint, load_target
-from specprobe.models.th_checkpoint import default_checkpoint_path
+from specprobe.models.th.checkpoint import default_checkpoint_path
 from specprobe.models.safe_load import load_checkpoint_file
 
 
 @pytest.mark.parametrize("wrap,sidecar_name", [("bare", "plain.pt.json"), ("state_dict", "plain.json"),
                                                ("ddp", "plain.pt.json")])
 def test_plain_state_dicts_are_routed(tmp_path, wrap, sidecar_name):
-    from specprobe.models.th_model import build_sfno
+    from specprobe.models.th.model import build_sfno
 
     args = dict(load_checkpoint_file(default_checkpoint_path())["model"]["args"], in_chans=3)  # no noise channels
     sd = build_sfno(args).state_dict()

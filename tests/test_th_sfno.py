@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from specprobe.errors import CheckpointError, DataError
-from specprobe.models import swe
-from specprobe.models.th_checkpoint import (
+from specprobe.models.th import swe
+from specprobe.models.th.checkpoint import (
     FORMAT,
     default_checkpoint_path,
     default_sample_path,
@@ -21,8 +21,8 @@ from specprobe.models.th_checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from specprobe.models.th_data import load_pairs, save_sample
-from specprobe.models.th_model import StochasticSFNO, isotropic_noise, noise_spectrum
+from specprobe.models.th.data import load_pairs, save_sample
+from specprobe.models.th.model import StochasticSFNO, isotropic_noise, noise_spectrum
 
 ROOT = Path(__file__).resolve().parent.parent
 NLAT, NLON = 16, 32
@@ -403,7 +403,7 @@ def test_bundled_default_is_trained(bundled):
 
 
 def test_importing_the_family_does_not_import_torch():
-    code = ("import sys, specprobe.models.registry as r, specprobe.models.th_checkpoint, "
-            "specprobe.models.th_target; r.default_checkpoint(); print('torch' in sys.modules)")
+    code = ("import sys, specprobe.models.registry as r, specprobe.models.th.checkpoint, "
+            "specprobe.models.th.target; r.default_checkpoint(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

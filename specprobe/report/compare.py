@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecprobeError
-from ..probe.result import SCHEMA, ProbeResult, epoch_of
+from ..probing.result import SCHEMA, ProbeResult, epoch_of
 from .figures import _COLORS, _plt, _save, add_km_axis
 from .files import read_result_json
 from .tables import _num

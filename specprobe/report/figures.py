@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..probe.result import EARTH_RADIUS_KM, ProbeResult
+from ..probing.result import EARTH_RADIUS_KM, ProbeResult
 from .files import atomic_write_bytes
 
 FORMATS = ("png", "svg", "pdf")

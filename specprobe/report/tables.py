@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..probe.result import ProbeResult, wavelength_km
+from ..probing.result import ProbeResult, wavelength_km
 
 
 def _num(x, fmt="{:.3g}") -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 
 def adam_by_l(obj, target) -> dict:
     """Per-degree Adam statistics of each per-degree parameter (files saved with optimizer state).
 
-    ``target`` is the :class:`~.fme_adapter.FmeTarget` built from the same file. Per degree l (all other axes):
+    ``target`` is the :class:`~.adapter.FmeTarget` built from the same file. Per degree l (all other axes):
     ``sqrt_v_hat`` = sqrt(mean v_hat), ``effective_step`` = mean |m_hat| / (sqrt(v_hat) + eps), with
     bias corrections m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t). Complex parameters use
     their (re, im) view, as torch's Adam does.

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
-from .base import Batch
+from ...errors import DataError
+from ..base import Batch
 
 
 @dataclass

@@ -30,39 +30,22 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import CheckpointError
-from .safe_load import load_checkpoint_file
-
-FORMAT = "specprobe.th-sfno"
-FORMAT_VERSION = 1
-FAMILY = "torch-harmonics-sfno"
-SFNO_CLASS = "torch_harmonics.examples.models.SphericalFourierNeuralOperator"
-SPECTRAL_LAYOUT = "(out, in, L) complex64 driscoll-healy"
-GRIDS = ("equiangular", "legendre-gauss", "lobatto")
-
-
-def _bundled(name: str) -> Path:
-    return Path(str(resources.files("specprobe").joinpath("data", name)))
-
-
-def default_checkpoint_path() -> Path:
-    """The bundled, really trained shallow-water SFNO (docs/bundled_model.md)."""
-    return _bundled("swe_sfno.pt")
-
-
-def default_sample_path() -> Path:
-    """The bundled held-out shallow-water trajectories the default checkpoint is probed on."""
-    return _bundled("swe_heldout.pt")
-
-
-DEFAULT_CHECKPOINT = default_checkpoint_path()
-DEFAULT_SAMPLE = default_sample_path()
-
-
-def is_th_checkpoint(obj) -> bool:
-    """True for a loaded format dict (any version: an unknown version is refused later, by name)."""
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
-
+from ...errors import CheckpointError
+from ..safe_load import load_checkpoint_file
+from .format import (  # noqa: F401 - the format's names, used here and by callers
+    DEFAULT_CHECKPOINT,
+    DEFAULT_SAMPLE,
+    FAMILY,
+    FORMAT,
+    FORMAT_VERSION,
+    GRIDS,
+    SFNO_CLASS,
+    SPECTRAL_LAYOUT,
+    atomic_torch_save,
+    default_checkpoint_path,
+    default_sample_path,
+    is_th_checkpoint,
+)
 
 @dataclass
 class CheckpointSpec:
@@ -82,25 +65,6 @@ class CheckpointSpec:
     plain: bool = False
     notes: list = field(default_factory=list)
     sidecar: str | None = None
-
-
-def atomic_torch_save(obj, path) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace``."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path, model, *, channel_names, units, means, stds, data_grid: str,
@@ -134,7 +98,7 @@ def sfno_args(sfno) -> dict:
     """The constructor arguments a built SFNO was made with, as stored in ``model.args``."""
     args = getattr(sfno, "_specprobe_args", None)
     if args is None:
-        raise ValueError("sfno: build it with specprobe.models.th_model.build_sfno so its arguments are known")
+        raise ValueError("sfno: build it with specprobe.models.th.model.build_sfno so its arguments are known")
     return json.loads(json.dumps(args))
 
 
@@ -306,8 +270,8 @@ def build_model(spec: CheckpointSpec, *, device="cpu"):
     """The :class:`StochasticSFNO` a spec declares, with its weights; every mismatch is one line."""
     import torch
 
-    from .resources import check_grid_fits
-    from .th_model import StochasticSFNO
+    from ..resources import check_grid_fits
+    from .model import StochasticSFNO
 
     path = spec.path
     check_grid_fits(spec.grid["nlat"], spec.grid["nlon"], n_transforms=6, device=device, what=path)
@@ -364,7 +328,7 @@ def read_checkpoint(path=None, *, trust: bool = False, sidecar=None, obj=None) -
 
 def load_th_target(path=None, *, device="cpu", trust: bool = False, sidecar=None, obj=None):
     """The :class:`~specprobe.models.base.ProbeTarget` of a torch-harmonics SFNO file (None: the default)."""
-    from .th_target import THSFNOTarget
+    from .target import THSFNOTarget
 
     spec = read_checkpoint(path, trust=trust, sidecar=sidecar, obj=obj)
     return THSFNOTarget(spec, build_model(spec, device=device), device=device)

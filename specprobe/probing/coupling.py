@@ -53,6 +53,8 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
                 for a, g in zip(acc, grads):
                     if g is not None:
                         a += g
+        # Drop this batch's graph before the next forward, so peak memory never holds two graphs.
+        del gen, tgt, gen_hat, tgt_hat, es, terms, per_l, pieces, piece, grads
     return sums, params, bands, n_degrees
 
 

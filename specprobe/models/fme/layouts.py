@@ -28,8 +28,8 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 
-from ..errors import CheckpointError
-from .base import SpectralParam
+from ...errors import CheckpointError
+from ..base import SpectralParam
 
 _COND = "fme.core.models.conditional_sfno"
 # Modules that sit under a ".filter." path but hold no per-degree weight by construction.

@@ -22,9 +22,9 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ..errors import CheckpointError, SpecprobeError
-from .base import Batch, SpectralParam
-from .fme_describe import (  # noqa: F401 - re-exported entry points for the registry/CLI
+from ...errors import CheckpointError, SpecprobeError
+from ..base import Batch, SpectralParam
+from .describe import (  # noqa: F401 - re-exported entry points for the registry/CLI
     describe_fme_checkpoint,
     grid_info,
     infer_grid_from_latitudes,
@@ -59,7 +59,7 @@ def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = Fals
     all-zero label vector). time_start/time_stop: default time window for netCDF data.
     obj: the already safely loaded file (the registry reads each file once).
     """
-    from .safe_load import load_checkpoint_file
+    from ..safe_load import load_checkpoint_file
 
     if obj is None:
         obj = load_checkpoint_file(path, trust=trust)
@@ -100,7 +100,7 @@ class FmeTarget:
         grid = grid_info(obj)
         if grid["kind"] != "latlon":
             raise CheckpointError(f"{path}: {grid['kind']} grid: specprobe probes lat-lon fme checkpoints only")
-        from .resources import check_grid_fits
+        from ..resources import check_grid_fits
 
         # the network's four transforms, the loss SHT and the synthetic-data ISHT, before fme allocates any
         check_grid_fits(grid["nlat"], grid["nlon"], n_transforms=6, device=self.device, what=str(path))
@@ -173,7 +173,7 @@ class FmeTarget:
         return [("", mods[0])] + [(f"secondary_decoder.{i}.", m) for i, m in enumerate(mods[1:])]
 
     def _spectral_params(self, overrides):
-        from .fme_layouts import spectral_params
+        from .layouts import spectral_params
 
         return spectral_params(self.named_modules(), overrides=overrides, where=str(self.path))
 
@@ -183,7 +183,7 @@ class FmeTarget:
     # -------------------------------------------------------------- data
 
     def data_spec(self):
-        from .fme_data import DataSpec
+        from .data import DataSpec
 
         st = self.stepper
         req = st.config.get_evaluation_window_data_requirements(1)
@@ -202,7 +202,7 @@ class FmeTarget:
 
     def batches(self, data, *, n_samples: int, batch_size: int, seed: int, time_start=None, time_stop=None) -> Iterator[Batch]:
         """Samples from netCDF ``data`` (file, directory or glob) or, with ``data=None``, synthetic fields."""
-        from .fme_data import iter_batches
+        from .data import iter_batches
 
         self._last_source = "synthetic" if data is None else str(data)
         yield from iter_batches(data, self.data_spec(), n_samples=n_samples, batch_size=batch_size, seed=seed,
@@ -280,7 +280,7 @@ class FmeTarget:
         """
         from fme.core.loss import StepLossConfig
 
-        from ..spectral import WhiteningConfig
+        from ...spectral import WhiteningConfig
 
         if isinstance(whitening, WhiteningConfig):
             whitening = None if whitening.kind == "none" else whitening.to_dict()
@@ -328,8 +328,8 @@ class FmeTarget:
 
 
 def adam_by_l(obj, target: "FmeTarget") -> dict:
-    """Per-degree Adam statistics of every per-degree parameter; see :func:`.fme_adam.adam_by_l`."""
-    from .fme_adam import adam_by_l as _adam_by_l
+    """Per-degree Adam statistics of every per-degree parameter; see :func:`.adam.adam_by_l`."""
+    from .adam import adam_by_l as _adam_by_l
 
     return _adam_by_l(obj, target)
 

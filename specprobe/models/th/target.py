@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import DataError
-from .base import Batch, SpectralParam
-from .th_checkpoint import FAMILY, FORMAT, FORMAT_VERSION, SFNO_CLASS, SPECTRAL_LAYOUT, default_sample_path
+from ...errors import DataError
+from ..base import Batch, SpectralParam
+from .format import FAMILY, FORMAT, FORMAT_VERSION, SFNO_CLASS, SPECTRAL_LAYOUT, default_sample_path
 
 
 class THSFNOTarget:
@@ -63,7 +63,7 @@ class THSFNOTarget:
     # -- data -------------------------------------------------------------------------------
     def load_pairs(self, data=None):
         """All (input, target) pairs of a data file (None: the bundled sample) in loss space, + info."""
-        from .th_data import load_pairs
+        from .data import load_pairs
 
         path = default_sample_path() if data is None else data
         x, y, info = load_pairs(path)

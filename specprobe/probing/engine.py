@@ -141,46 +141,72 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     n_done = 0
     started = time.perf_counter()
 
+    acc = _Accumulators(moments, out_grad_sq, factors, target_power, pred_power, skill_rows, spread_rows, loss_sums)
     for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
-        gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
-        gen_hat = to_spectral(gen, grid=target.loss_grid)
-        tgt_hat = to_spectral(tgt, grid=target.loss_grid)
-        b = gen.shape[0]
-        skill, spread = energy_score_terms(gen_hat, tgt_hat)
-        es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
-        with torch.no_grad():
-            target_power.add(degree_power(tgt_hat[:, 0]))
-            pred_power.add(degree_power(gen_hat).mean(dim=1))
-            w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
-            skill_rows.add((skill * w).sum(-1))
-            spread_rows.add((spread * w).sum(-1))
-        crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
-        for cfg in configs:
-            whitening = cfg.build()
-            factor = whitening.factor(tgt_hat) if whitening is not None else None
-            if factor is not None:
-                factors[cfg.name].add(factor[..., 0])
-            terms = weighted_loss_terms(es, factor=factor, weight=loss.energy_score_weight)
-            per_sample = terms.per_sample_channel  # (B, C)
-            if crps_term is not None:
-                per_sample = per_sample + loss.crps_weight * crps_term
-            per_sample = per_sample.mean(dim=1)  # each sample's loss (mean over channels, as fme)
-            loss_sums[cfg.name] += float(per_sample.detach().sum())
-            for s in range(b):
-                grads = torch.autograd.grad(per_sample[s], inputs + [gen_hat], retain_graph=True, allow_unused=True)
-                for acc, g, p in zip(moments[cfg.name], grads[:-1], params):
-                    acc.add(g if g is not None else torch.zeros_like(p.tensor))
-                g_hat = grads[-1]
-                sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
-                out_grad_sq[cfg.name] = sq if out_grad_sq[cfg.name] is None else out_grad_sq[cfg.name] + sq
-        del gen, tgt, gen_hat, tgt_hat, es
-        n_done += b
+        # One function call per batch: when it returns, every tensor of this batch's graph is
+        # unreachable, so the next forward never runs while the previous graph is still alive
+        # (it was, and peak memory held two graphs).
+        n_done += _probe_batch(target, batch, batch_index, configs, params, inputs, acc, n_ensemble=n_ensemble,
+                               seed=seed, loss=loss)
+        del batch
         if progress is not None:
             progress(n_done, n_samples)
 
     return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                       skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
                       elapsed=time.perf_counter() - started, loss=loss)
+
+
+@dataclass
+class _Accumulators:
+    moments: dict
+    out_grad_sq: dict
+    factors: dict
+    target_power: SampleCollector
+    pred_power: SampleCollector
+    skill_rows: SampleCollector
+    spread_rows: SampleCollector
+    loss_sums: dict
+
+
+def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accumulators, *, n_ensemble, seed,
+                 loss) -> int:
+    """One forward, the loss SHT once, per variant one backward per sample; returns the batch size."""
+    import torch
+
+    gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
+    gen_hat = to_spectral(gen, grid=target.loss_grid)
+    tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+    b = gen.shape[0]
+    skill, spread = energy_score_terms(gen_hat, tgt_hat)
+    es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
+    with torch.no_grad():
+        acc.target_power.add(degree_power(tgt_hat[:, 0]))
+        acc.pred_power.add(degree_power(gen_hat).mean(dim=1))
+        w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
+        acc.skill_rows.add((skill * w).sum(-1))
+        acc.spread_rows.add((spread * w).sum(-1))
+    crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
+    for k, cfg in enumerate(configs):
+        whitening = cfg.build()
+        factor = whitening.factor(tgt_hat) if whitening is not None else None
+        if factor is not None:
+            acc.factors[cfg.name].add(factor[..., 0])
+        terms = weighted_loss_terms(es, factor=factor, weight=loss.energy_score_weight)
+        per_sample = terms.per_sample_channel  # (B, C)
+        if crps_term is not None:
+            per_sample = per_sample + loss.crps_weight * crps_term
+        per_sample = per_sample.mean(dim=1)  # each sample's loss (mean over channels, as fme)
+        acc.loss_sums[cfg.name] += float(per_sample.detach().sum())
+        for s in range(b):
+            last = k == len(configs) - 1 and s == b - 1  # the graph's buffers go with the last backward
+            grads = torch.autograd.grad(per_sample[s], inputs + [gen_hat], retain_graph=not last, allow_unused=True)
+            for moment, g, p in zip(acc.moments[cfg.name], grads[:-1], params):
+                moment.add(g if g is not None else torch.zeros_like(p.tensor))
+            g_hat = grads[-1]
+            sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
+            acc.out_grad_sq[cfg.name] = sq if acc.out_grad_sq[cfg.name] is None else acc.out_grad_sq[cfg.name] + sq
+    return b
 
 
 def _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,

@@ -8,7 +8,7 @@ that :func:`~specprobe.models.safe_load.load_checkpoint_file` returns (REFERENCE
   module, normalizer|normalization, area|img_shape, ...}``
 
 Degree axes found here are *static* guesses from key names, shapes and the builder config; the
-adapter (:mod:`.fme_layouts`) re-derives them from the live fme modules, which is authoritative.
+adapter (:mod:`.layouts`) re-derives them from the live fme modules, which is authoritative.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError
+from ...errors import DataError
 
 DATA_FORMAT = "specprobe.th-sfno-data"
 DATA_FORMAT_VERSION = 1
@@ -27,7 +27,7 @@ DATA_FORMAT_VERSION = 1
 def save_sample(path, states, *, channel_names, units, grid: dict, timestep_hours: float,
                 description: str = "", source: dict | None = None) -> Path:
     """Write trajectories (K, T+1, C, H, W), physical units, atomically."""
-    from .th_checkpoint import atomic_torch_save
+    from .format import atomic_torch_save
 
     obj = {"format": DATA_FORMAT, "format_version": DATA_FORMAT_VERSION,
            "channels": {"names": list(channel_names), "units": list(units)},
@@ -40,8 +40,8 @@ def save_sample(path, states, *, channel_names, units, grid: dict, timestep_hour
 
 def _load(path):
     """The file's object via specprobe's one safe loader; every failure is a one-line DataError."""
-    from ..errors import CheckpointError
-    from .safe_load import load_checkpoint_file
+    from ...errors import CheckpointError
+    from ..safe_load import load_checkpoint_file
 
     p = Path(path)
     try:

@@ -1,4 +1,4 @@
-"""``specprobe.probe``: load a checkpoint, run the engine, attach provenance."""
+"""``specprobe.probe(...)``: load a checkpoint, run the engine, attach provenance."""
 
 from __future__ import annotations
 
