@@ -46,6 +46,20 @@ class GradientMoments:
             axis -= 1
         return axis
 
+    # The accessors below are the interface every statistic uses; the storage behind them (dtype,
+    # compensated or Welford sums, which moments are kept) is free to change.
+    def mean(self):
+        """Per-element mean of the per-sample gradients (float64, the parameter's real shape)."""
+        return self.sum / max(self.count, 1)
+
+    def mean_square(self):
+        """Per-element mean of the squared per-sample gradients, E[g^2] (float64)."""
+        return self.sum_sq / max(self.count, 1)
+
+    def degree_axis_of_real_view(self) -> int:
+        """The degree axis in the real view (a complex parameter's (re, im) pair is the last axis)."""
+        return self._degree_view(self.sum)
+
     def mean_grad_by_degree(self) -> np.ndarray:
         mean = self.sum / max(self.count, 1)
         return bin_by_degree(mean, self._degree_view(mean)).cpu().numpy()
