@@ -82,7 +82,7 @@ def _start_world(device: str):
     """Under torchrun: join the process group before any work, so a rank that fails is heard."""
     from .probing import distributed as dist
 
-    return dist.start(device)
+    return dist.start(device, new_command=True)
 
 
 def _writes(world) -> bool:
@@ -432,7 +432,12 @@ def main():
 
     quiet_rank = dist.launched() and dist.env_rank() != 0
     if quiet_rank:
+        import logging
+        import warnings
+
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        logging.disable(logging.WARNING)  # libraries' warnings once (rank 0), not once per rank
+        warnings.simplefilter("ignore")
     try:
         code = app(standalone_mode=False)
     except Exception as e:  # noqa: BLE001 - typer vendors click; match its classes by name

@@ -38,7 +38,8 @@ class RankFailure(SpecprobeError):
 
     def __init__(self, rank: int, message: str, code: int = 1, others: tuple[int, ...] = ()):
         self.rank, self.message, self.code, self.others = rank, message, code, others
-        also = f" (ranks {', '.join(map(str, others))} failed too)" if others else ""
+        also = (f" (rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} failed too)"
+                if others else "")
         super().__init__(f"rank {rank}: {message}{also}")
 
 
@@ -244,14 +245,19 @@ def current() -> World | None:
     return _WORLD
 
 
-def start(device: str = "auto") -> World | None:
+def start(device: str = "auto", *, new_command: bool = False) -> World | None:
     """Join torchrun's process group (once per process); None when not launched with > 1 process.
+
+    ``new_command``: a command starts a new round of status exchanges on a world that is still
+    intact (several commands in one process, e.g. from Python).
 
     Device: ``auto`` takes ``cuda:LOCAL_RANK`` with nccl when GPUs are present, else the CPU with
     gloo; ``cpu`` forces gloo; ``cuda`` forces ``cuda:LOCAL_RANK``.
     """
     global _WORLD
     if _WORLD is not None:
+        if new_command and not _WORLD.broken:
+            _WORLD.open = True
         return _WORLD
     if not launched():
         return None

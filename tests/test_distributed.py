@@ -1,0 +1,161 @@
+"""torchrun on CPU (issue 13): 2 gloo ranks, spawned here, give the 1-process numbers.
+
+Each run is a real ``python -m torch.distributed.run --standalone --nproc-per-node 2 -m specprobe``
+launch (2 processes of one CPU thread each); the reference is the same command in one process.
+Every float in the result files is compared, per degree, to 1e-6 relative; only provenance may
+differ. The samples are split by batch index, so the comparison also proves that the per-sample
+rows come back in batch order (percentiles and means of rows are order-free, the row order of the
+per-batch seeds is not).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from specprobe.models.registry import default_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_THREAD = ["--threads", "1", "--device", "cpu"]
+
+
+def torchrun(*args, env_extra=None, timeout=600):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPECPROBE_DIST_TIMEOUT": "180",
+           **(env_extra or {})}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "specprobe", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def one_process(*args):
+    """The reference: the same command, in this process (one thread, as the ranks)."""
+    from typer.testing import CliRunner
+
+    from specprobe.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    return r
+
+
+def assert_same_numbers(one, two, path="", skip=("provenance",)):
+    """Every number in ``two`` equals ``one`` to 1e-6 relative (NaN, written null, matches null)."""
+    if isinstance(one, dict):
+        assert set(one) - set(skip) == set(two) - set(skip), path
+        for k in one:
+            if k not in skip:
+                assert_same_numbers(one[k], two[k], f"{path}/{k}", skip)
+    elif isinstance(one, list):
+        assert len(one) == len(two), path
+        for i, (a, b) in enumerate(zip(one, two)):
+            assert_same_numbers(a, b, f"{path}[{i}]", skip)
+    elif isinstance(one, float) and isinstance(two, (float, int)):
+        assert math.isclose(one, two, rel_tol=1e-6, abs_tol=1e-300), (path, one, two)
+    else:
+        assert one == two, (path, one, two)
+
+
+def assert_two_gloo_ranks(provenance):
+    d = provenance["distributed"]
+    assert d["world_size"] == 2 and d["backend"] == "gloo"
+    assert [s.split(":")[0] for s in d["devices"]] == ["rank 0", "rank 1"] and all(" cpu " in s for s in d["devices"])
+
+
+def test_grad_by_l_on_two_ranks_equals_one_process(tmp_path):
+    args = ["grad-by-l", "--n-samples", "4", "--batch-size", "1", "--whitening", "per_sample:gamma=0.8",
+            "--no-timestamp", *ONE_THREAD]
+    one_process(*args, "--quiet", "--out", tmp_path / "one")
+    r = torchrun(*args, "--json", "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr
+    printed = json.loads(r.stdout)  # rank 0 alone printed: one JSON document, nothing else
+    one = json.loads((tmp_path / "one" / "result.json").read_text())
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert printed == two
+    assert_same_numbers(one, two)
+    assert two["provenance"]["n_samples_probed"] == 4
+    assert_two_gloo_ranks(two["provenance"])
+    # the numbers compared are real ones: a gradient at every degree, a spread of samples
+    total = two["grad_by_l"]["baseline"]["total"]
+    assert all(v is not None and v > 0 for v in total[1:])
+    factor = two["whitening_factor_by_l"]["per_sample(gamma=0.8,eps_frac=0.02)"]["h"]
+    assert any(hi > lo for lo, hi in zip(factor["p10"], factor["p90"]))
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_sweep_with_uneven_batches_on_two_ranks_equals_one_process(tmp_path):
+    # 3 samples in batches of 2: rank 0 probes 2 samples, rank 1 one.
+    args = ["sweep", "--gamma", "0.5,1", "--eps-frac", "0.02", "--n-samples", "3", "--batch-size", "2",
+            "--no-timestamp", *ONE_THREAD]
+    one_process(*args, "--out", tmp_path / "one")
+    r = torchrun(*args, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr
+    one = json.loads((tmp_path / "one" / "sweep.json").read_text())
+    two = json.loads((tmp_path / "two" / "sweep.json").read_text())
+    assert_same_numbers(one, two)
+    assert_two_gloo_ranks(two["provenance"])
+    assert len(two["settings"]) == 2 and two["probe"]["provenance"]["n_samples_probed"] == 3
+
+
+def test_coupling_on_two_ranks_equals_one_process(tmp_path):
+    args = ["coupling", "--n-samples", "2", "--batch-size", "1", "--n-bands", "4", *ONE_THREAD]
+    one_process(*args, "--out", tmp_path / "one")
+    r = torchrun(*args, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr
+    one = json.loads((tmp_path / "one" / "coupling.json").read_text())
+    two = json.loads((tmp_path / "two" / "coupling.json").read_text())
+    assert_same_numbers(one, two)
+    assert_two_gloo_ranks(two["provenance"])
+    assert any(v > 0 for v in two["variants"]["baseline"]["full"])
+
+
+@pytest.fixture(scope="module")
+def second_checkpoint(tmp_path_factory):
+    """The bundled model's format and shape with fresh weights: a series whose two results differ."""
+    import torch
+
+    from specprobe.models.th.checkpoint import build_model, read_checkpoint, save_checkpoint
+
+    spec = read_checkpoint(default_checkpoint())
+    torch.manual_seed(7)
+    model = build_model(spec)
+    fresh = type(model.sfno)(**{k: tuple(v) if k == "img_size" else v for k, v in spec.args.items()})
+    model.sfno.load_state_dict(fresh.state_dict())
+    path = tmp_path_factory.mktemp("series") / "fresh.pt"
+    save_checkpoint(path, model, channel_names=spec.channel_names, units=spec.units, means=spec.means,
+                    stds=spec.stds, data_grid=spec.grid["type"], training={"steps": 0})
+    return path
+
+
+def test_series_of_two_checkpoints_on_two_ranks_equals_one_process(tmp_path, second_checkpoint):
+    args = ["grad-by-l", second_checkpoint, default_checkpoint(), "--n-samples", "2", "--no-timestamp",
+            "--quiet", *ONE_THREAD]
+    one_process(*args, "--out", tmp_path / "one")
+    r = torchrun(*args, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr
+    skip = ("provenance", "checkpoint")  # the rows name the checkpoint files; numbers must match
+    assert_same_numbers(json.loads((tmp_path / "one" / "series.json").read_text()),
+                        json.loads((tmp_path / "two" / "series.json").read_text()), skip=skip)
+    results = []
+    for i, name in enumerate(("fresh", default_checkpoint().stem)):
+        one = json.loads((tmp_path / "one" / f"{i:03d}_{name}" / "result.json").read_text())
+        two = json.loads((tmp_path / "two" / f"{i:03d}_{name}" / "result.json").read_text())
+        assert_same_numbers(one, two)
+        assert two["provenance"]["distributed"]["split"] == f"checkpoints (this one on rank {i})"
+        results.append(two["grad_by_l"]["baseline"]["total"])
+    assert results[0] != results[1]  # each checkpoint's result is in its own place
+
+
+def test_a_rank_that_fails_mid_run_fails_the_job_in_one_line(tmp_path):
+    out = tmp_path / "out"
+    r = torchrun("grad-by-l", "--n-samples", "4", "--quiet", "--out", out, *ONE_THREAD,
+                 env_extra={"SPECPROBE_TEST_FAIL_RANK": "1"})
+    assert r.returncode != 0
+    ours = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1, r.stderr
+    assert ours[0].startswith("error: rank 1: ") and "injected failure" in ours[0]
+    assert r.stdout == ""
+    assert not out.exists() or list(out.iterdir()) == []  # no result, no figure, no temporary file
