@@ -159,3 +159,23 @@ def test_a_rank_that_fails_mid_run_fails_the_job_in_one_line(tmp_path):
     assert ours[0].startswith("error: rank 1: ") and "injected failure" in ours[0]
     assert r.stdout == ""
     assert not out.exists() or list(out.iterdir()) == []  # no result, no figure, no temporary file
+
+
+def test_fme_checkpoint_on_two_ranks_equals_one_process(tmp_path):
+    """fme must run whole on each rank (it would otherwise join specprobe's process group itself)."""
+    from conftest import require
+
+    require("fme")
+    from fme_fixtures import build_stepper, one_thread, save_current
+
+    with one_thread():
+        ckpt = save_current(tmp_path / "ckpt.tar", build_stepper("NoiseConditionedSFNO", {
+            "embed_dim": 8, "num_layers": 1, "noise_embed_dim": 4}))
+    args = ["grad-by-l", ckpt, "--n-samples", "2", "--no-timestamp", "--quiet", *ONE_THREAD]
+    one_process(*args, "--out", tmp_path / "one")
+    r = torchrun(*args, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert_same_numbers(json.loads((tmp_path / "one" / "result.json").read_text()), two)
+    assert_two_gloo_ranks(two["provenance"])
+    assert two["provenance"]["family"] == "fme"
