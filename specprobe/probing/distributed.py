@@ -77,6 +77,7 @@ class World:
     devices: list = field(default_factory=list)  # every rank's device, in rank order
     open: bool = True  # False once the ranks stop exchanging statuses (before writing, after a failure)
     broken: bool = False  # True once a collective itself failed (timeout, lost peer): no more collectives
+    agreed_failure: bool = False  # True once every rank has learnt of a failure in a status exchange
     _fail_at: int | None = None  # test-only fault injection: fail on this rank's n-th taken index
     _n_taken: int = 0
 
@@ -135,7 +136,7 @@ class World:
         statuses = self.gather(error)
         failed = [(r, s) for r, s in enumerate(statuses) if s is not None]
         if failed:
-            self.open = False
+            self.open, self.agreed_failure = False, True
             (rank, (code, message)), others = failed[0], tuple(r for r, _ in failed[1:])
             raise RankFailure(rank, message, code, others)
 
@@ -325,17 +326,17 @@ def conclude(failure: RankFailure, say) -> None:
     import time
 
     w = _WORLD
-    if (w.rank if w else env_rank()) == 0:
+    rank = w.rank if w is not None else env_rank()
+    if rank == 0:
         say(str(failure))
-    if w is None or w.broken:
-        return
-    try:
-        w.gather(None)  # barrier
-    except RankFailure:
-        return
-    if w.rank == failure.rank:
+    if w is not None and w.agreed_failure and not w.broken:  # only then are all ranks here
+        try:
+            w.gather(None)  # barrier: rank 0 has printed
+        except RankFailure:
+            pass
+    if rank == failure.rank:
         _write_elastic_error_file(str(failure))
-    else:
+    elif w is not None:
         time.sleep(1.0)
 
 
