@@ -179,3 +179,11 @@ def test_fme_checkpoint_on_two_ranks_equals_one_process(tmp_path):
     assert_same_numbers(json.loads((tmp_path / "one" / "result.json").read_text()), two)
     assert_two_gloo_ranks(two["provenance"])
     assert two["provenance"]["family"] == "fme"
+
+
+def test_a_bad_input_every_rank_meets_is_one_line_and_exit_2(tmp_path):
+    r = torchrun("grad-by-l", "--n-samples", "999", "--quiet", "--out", tmp_path / "out", *ONE_THREAD)
+    ours = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error:")]
+    assert len(ours) == 1, r.stderr
+    assert ours[0].startswith("error: rank 0: ") and "n_samples=999" in ours[0] and ours[0].endswith("(rank 1 failed too)")
+    assert r.returncode != 0 and "exitcode  : 2" in r.stderr  # torchrun's report: our exit status 2 for bad input
