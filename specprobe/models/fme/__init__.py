@@ -11,6 +11,11 @@ The registry talks to the family only through :func:`claims`, :func:`describe` a
 
 from __future__ import annotations
 
+# Importing a submodule sets it as an attribute of this package: load describe.py now (it imports no
+# heavy library), so the function ``describe`` below is defined after it and is never replaced by
+# the module when the adapter later imports ``.describe``.
+from . import describe as _describe_module  # noqa: F401
+
 NAME = "fme"
 
 
