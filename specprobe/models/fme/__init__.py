@@ -4,6 +4,7 @@
     layouts.py   where l sits in each fme filter parameter
     data.py      ACE netCDF and synthetic data
     adapter.py   FmeTarget: fme's own stepper and training forward
+    rollout.py   fme's K-step training rollout (n_forward_steps, optimize_last_step_only, step weights)
     adam.py      per-degree Adam statistics from ckpt.tar's optimizer state
 
 The registry talks to the family only through :func:`claims`, :func:`describe` and :func:`load`.

@@ -14,6 +14,7 @@ from a seeded ``RandomState`` carried in ``StepperState`` (one generator for all
 its own slice), ``unfold_ensemble_dim``. The loss-space conversion reuses the objects of the
 ``StepLoss`` that ``Stepper.build_loss`` builds: its loss normaliser and packer (channels in
 ``stepper.loss_names`` = sorted out_names), NaN targets zeroed in both, per-variable weights.
+K-step training rollouts (``n_forward_steps``): :mod:`.rollout`, through :meth:`FmeTarget.loss_steps`.
 """
 
 from __future__ import annotations
@@ -288,7 +289,10 @@ class FmeTarget:
             return w * g, w * t
 
     def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
-        """(gen (B, E, C, H, W), target (B, 1, C, H, W)) in fme's loss space; differentiable."""
+        """(gen (B, E, C, H, W), target (B, 1, C, H, W)) in fme's loss space; differentiable.
+
+        Always one step; the probe engine takes :meth:`loss_steps`, the ``rollout`` this target was loaded with.
+        """
         gen, target = self.generate(batch, n_ensemble=n_ensemble, seed=seed)
         return self.to_loss_space(gen, target)
 
