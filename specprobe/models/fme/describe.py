@@ -382,7 +382,8 @@ def _training_yaml(path) -> tuple[dict | None, str]:
         import yaml
 
         with open(yaml_path) as f:
-            return (yaml.safe_load(f) or {}), str(yaml_path)
+            data = yaml.safe_load(f)
+        return (data if isinstance(data, Mapping) else {}), str(yaml_path)
     except Exception as e:  # noqa: BLE001 - a broken side file must not break `info`
         return None, f"{yaml_path}: unreadable ({type(e).__name__})"
 
@@ -417,10 +418,11 @@ def training_rollout_config(obj, path=None) -> dict:
     """
     stepper_cfg = obj["stepper"]["config"]
     data, where = _training_yaml(path)
-    training = (data or {}).get("stepper_training") or {}
+    training = (data or {}).get("stepper_training")
+    training = training if isinstance(training, Mapping) else {}
     loss_cfg, _ = training_loss_config(obj, path)
     out = {"n_forward_steps": 1, "recorded": None, "optimize_last_step_only": False, "pushforward_steps": 0,
-           "sqrt_loss_step_decay_constant": float((loss_cfg or {}).get("sqrt_loss_step_decay_constant", 0.0) or 0.0),
+           "sqrt_loss_step_decay_constant": _float((loss_cfg or {}).get("sqrt_loss_step_decay_constant")) or 0.0,
            "source": "not recorded (fme trains 1 step unless told otherwise)"}
     for value, keys, source in (
         (training.get("n_forward_steps"), training, where),
@@ -429,11 +431,14 @@ def training_rollout_config(obj, path=None) -> dict:
     ):
         if value is None:
             continue
-        k, how = _longest_rollout(value, obj.get("epoch"))
-        if k is None:
+        try:
+            k, how = _longest_rollout(value, obj.get("epoch"))
+        except (KeyError, TypeError, ValueError, AttributeError):  # a malformed config must not break `info`
+            k = None
+        if k is None or k < 1:
             continue
         out.update(n_forward_steps=k, recorded=how, source=source,
                    optimize_last_step_only=bool(keys.get("optimize_last_step_only", False)),
-                   pushforward_steps=int(keys.get("pushforward_steps", 0) or 0))
+                   pushforward_steps=_int(keys.get("pushforward_steps", 0)) or 0)
         break
     return out
