@@ -183,8 +183,7 @@ class FmeTarget:
             raise CheckpointError(f"{self.path}: {self.stepper.n_ic_timesteps} initial-condition times; "
                                   "specprobe probes one-time initial conditions only")
         return resolve_rollout(self._obj, self.path, n_forward_steps=n_forward_steps,
-                               optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps,
-                               loss_config=self.loss_config)
+                               optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps)
 
     def named_modules(self):
         """(name prefix, torch module) in fme's optimizer order (``stepper.modules``)."""

@@ -61,13 +61,12 @@ class RolloutSettings:
                 "loss": "sum over loss steps of step_weight * (one-step loss)", "source": self.source}
 
 
-def resolve_rollout(obj, path, *, n_forward_steps=None, optimize_last_step_only=None, pushforward_steps=None,
-                    loss_config=None) -> RolloutSettings:
+def resolve_rollout(obj, path, *, n_forward_steps=None, optimize_last_step_only=None,
+                    pushforward_steps=None) -> RolloutSettings:
     """Given values win; the rest come from the run's training config (:func:`training_rollout_config`)."""
     from .describe import training_rollout_config
 
     recorded = training_rollout_config(obj, path)
-    alpha = float((loss_config or {}).get("sqrt_loss_step_decay_constant", recorded["sqrt_loss_step_decay_constant"]) or 0.0)
     given = [name for name, v in (("n_forward_steps", n_forward_steps), ("optimize_last_step_only", optimize_last_step_only),
                                   ("pushforward_steps", pushforward_steps)) if v is not None]
     source = recorded["source"] + (f"; given: {', '.join(given)}" if given else "")
@@ -76,7 +75,7 @@ def resolve_rollout(obj, path, *, n_forward_steps=None, optimize_last_step_only=
         optimize_last_step_only=(recorded["optimize_last_step_only"] if optimize_last_step_only is None
                                  else bool(optimize_last_step_only)),
         pushforward_steps=recorded["pushforward_steps"] if pushforward_steps is None else pushforward_steps,
-        sqrt_loss_step_decay_constant=alpha, source=source)
+        sqrt_loss_step_decay_constant=recorded["sqrt_loss_step_decay_constant"], source=source)
 
 
 def generate_rollout(target, batch, *, n_ensemble: int, seed: int) -> list[tuple[int, dict, dict, float]]:
