@@ -119,6 +119,19 @@ def _check_format(fmt: str) -> None:
         _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
+def _rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps) -> dict:
+    """fme rollout options that were given (the rest default to the run's training config)."""
+    given = {"n_forward_steps": n_forward_steps, "optimize_last_step_only": optimize_last_step_only,
+             "pushforward_steps": pushforward_steps}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+_N_FORWARD_STEPS_HELP = ("fme: probe the loss of a K-step training rollout, fme's own stepping and step weights "
+                         "(default: the run's training config, see `specprobe info`).")
+_LAST_STEP_HELP = "fme rollout: loss on the last step only (default: the run's training config)."
+_PUSHFORWARD_HELP = "fme rollout: initial steps run without gradient and loss (default: the run's training config)."
+
+
 def _degree_axes(items: list[str]) -> dict | None:
     """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
@@ -179,6 +192,10 @@ def grad_by_l(
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
+    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
+                                                           help=_LAST_STEP_HELP),
+    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
@@ -199,6 +216,7 @@ def grad_by_l(
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp, threads=threads,
+                        **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None})
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
         return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, world)
@@ -331,6 +349,10 @@ def sweep(
     ema: bool = typer.Option(False, "--ema"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
+    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
+                                                           help=_LAST_STEP_HELP),
+    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -347,7 +369,8 @@ def sweep(
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
-                   timestamp=not no_timestamp, threads=threads)
+                   timestamp=not no_timestamp, threads=threads,
+                   **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps))
     if not _writes(world):
         return
     summary = summarise_sweep(result, configs)
@@ -378,6 +401,10 @@ def coupling(
     fmt: str = typer.Option("png", "--format"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
+    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
+                                                           help=_LAST_STEP_HELP),
+    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
@@ -394,12 +421,14 @@ def coupling(
     dev = world.device if world is not None else resolve_device(device)
     if dev.type == "cpu":
         configure_cpu_threads(threads, processes=world.local_size if world is not None else 1)
-    target = load_target(checkpoint, device=dev, trust=trust_checkpoint)
+    target = load_target(checkpoint, device=dev, trust=trust_checkpoint,
+                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps))
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
                           batch_size=batch_size, seed=seed, n_bands=n_bands,
                           shard=world.shard() if world is not None else None)
     result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
-                            "n_samples": n_samples, "n_ensemble": n_ensemble}
+                            "n_samples": n_samples, "n_ensemble": n_ensemble,
+                            "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1}}
     if world is not None:
         result["provenance"]["distributed"] = world.describe("samples: batch index % world_size")
     if not _writes(world):

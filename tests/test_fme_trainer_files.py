@@ -56,6 +56,9 @@ def test_trainer_writes_what_we_read(run, ckpt):
     # the training loss is not in the checkpoint; fme's train entry point wrote it to config.yaml
     assert info["training_loss"]["kwargs"]["energy_score_whitening"] == TRAIN_LOSS["kwargs"]["energy_score_whitening"]
     assert ckpt.loss_weights == {"h": 2.0} and ckpt.loss_weights_source.endswith("config.yaml")
+    # the training rollout too (fme's stepper_training.n_forward_steps; --n-forward-steps' default)
+    assert info["training_rollout"]["recorded"] == "1" and info["training_rollout"]["source"].endswith("config.yaml")
+    assert ckpt.rollout.n_forward_steps == 1 and info["rollout"]["step_weights"] == [1.0]
     best = describe_fme_checkpoint(load_checkpoint_file(run / "training_checkpoints" / "best_ckpt.tar"),
                                    run / "training_checkpoints" / "best_ckpt.tar")
     assert not best["optimizer_state"] and not best["ema_present"] and best["file_kind"].startswith("best validation")

@@ -47,6 +47,9 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
     (None: the bundled held-out sample, or synthetic fields for fme); variants: whitening settings
     besides the always-present baseline, e.g. ``"per_sample:gamma=0.8,eps_frac=0.05"``.
+    fme options (``target_options``): ``n_forward_steps=K`` probes the loss of fme's K-step training
+    rollout (with ``optimize_last_step_only``, ``pushforward_steps``; default: the run's training config),
+    ``labels``, ``loss_weights``, ``time_start``, ``time_stop``.
 
     Under torchrun (``distributed=True``, the default) the samples are split over the ranks and
     every rank returns the same result, that of all samples; ``distributed=False`` probes all
@@ -89,6 +92,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
                     "cpu_threads": n_threads},
         "seed": seed,
+        "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
         "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "library_versions": library_versions(),
         "command_line": command_line if command_line is not None else list(sys.argv),

@@ -8,7 +8,7 @@ def render_info(desc: dict, console) -> None:
 
     head = Table(show_header=False, title=f"checkpoint {desc.get('path')}")
     for key in ("family", "format", "format_version", "model_class", "builder_type", "grid", "channels",
-                "in_names", "out_names", "n_parameters", "epoch", "optimizer_state", "ema", "training"):
+                "in_names", "out_names", "n_parameters", "epoch", "optimizer_state", "ema", "training", "training_rollout"):
         if key in desc and desc[key] not in (None, "", [], {}):
             value = desc[key]
             if isinstance(value, dict):

@@ -115,6 +115,12 @@ def render_grad_by_l(result: ProbeResult, console) -> None:
     if src.get("synthetic"):
         console.print("[yellow]data: SYNTHETIC red-spectrum fields from the checkpoint's normalisation "
                       "(pass --data for real states)[/yellow]")
+    rollout = result.provenance.get("rollout") or {}
+    if rollout.get("n_forward_steps", 1) > 1:
+        console.print(f"loss: fme {rollout['n_forward_steps']}-step training rollout, loss steps "
+                      f"{rollout['loss_steps']} weighted {[round(w, 4) for w in rollout['step_weights']]} "
+                      f"(optimize_last_step_only={rollout['optimize_last_step_only']}, "
+                      f"pushforward_steps={rollout['pushforward_steps']}; {rollout['source']})")
     console.print(band_table(result))
     console.print(layer_table(result))
     if result.adam_by_l.get("parameters"):

@@ -4,12 +4,18 @@
     layouts.py   where l sits in each fme filter parameter
     data.py      ACE netCDF and synthetic data
     adapter.py   FmeTarget: fme's own stepper and training forward
+    rollout.py   fme's K-step training rollout (n_forward_steps, optimize_last_step_only, step weights)
     adam.py      per-degree Adam statistics from ckpt.tar's optimizer state
 
 The registry talks to the family only through :func:`claims`, :func:`describe` and :func:`load`.
 """
 
 from __future__ import annotations
+
+# Importing a submodule sets it as an attribute of this package: load describe.py now (it imports no
+# heavy library), so the function ``describe`` below is defined after it and is never replaced by
+# the module when the adapter later imports ``.describe``.
+from . import describe as _describe_module  # noqa: F401
 
 NAME = "fme"
 

@@ -194,8 +194,9 @@ class NetcdfPairs:
         import numpy as np
         import torch
 
-        data = {n: np.empty((len(indices), 2, self.spec.nlat, self.spec.nlon), dtype=np.float32) for n in self.spec.names}
-        times = np.empty((len(indices), 2), dtype=object)
+        width = len(self.pairs[0])  # 2; n_steps + 1 for rollout windows
+        data = {n: np.empty((len(indices), width, self.spec.nlat, self.spec.nlon), dtype=np.float32) for n in self.spec.names}
+        times = np.empty((len(indices), width), dtype=object)
         for j, i in enumerate(indices):
             for s, (k, t, tv) in enumerate(self.pairs[i]):
                 times[j, s] = tv
@@ -206,8 +207,8 @@ class NetcdfPairs:
 
 
 def iter_batches(data, spec: DataSpec, *, n_samples: int, batch_size: int, seed: int,
-                 time_start=None, time_stop=None) -> Iterator[Batch]:
-    """Batches with payload {"data": {name: (B, 2, H, W)}, "time": (B, 2) datetimes}."""
+                 time_start=None, time_stop=None, n_forward_steps: int = 1) -> Iterator[Batch]:
+    """Batches with payload {"data": {name: (B, T, H, W)}, "time": (B, T) datetimes}, T = n_forward_steps + 1."""
     if not isinstance(n_samples, int) or n_samples < 1 or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"n_samples and batch_size must be integers >= 1, got {n_samples!r}, {batch_size!r}")
     if data is None:
@@ -215,12 +216,18 @@ def iter_batches(data, spec: DataSpec, *, n_samples: int, batch_size: int, seed:
             raise DataError("time_start/time_stop select times in netCDF data; synthetic data has none")
         for start in range(0, n_samples, batch_size):
             b = min(batch_size, n_samples - start)
-            fields = synthetic_pairs(spec, b, seed * 7919 + start)
-            times = synthetic_times(b, start, spec.timestep_seconds)
+            if n_forward_steps == 1:
+                fields = synthetic_pairs(spec, b, seed * 7919 + start)
+                times = synthetic_times(b, start, spec.timestep_seconds)
+            else:
+                fields = synthetic_window(spec, b, seed * 7919 + start, n_forward_steps)
+                times = synthetic_window_times(b, start, spec.timestep_seconds, n_forward_steps)
             yield _batch(fields, times, spec, {"source": "synthetic", "synthetic": True,
                                                "synthetic_recipe": "mean + std * red(l^-2); target = input + tendency_std * red(l^-2)"})
         return
     source = NetcdfPairs(data, spec, time_start=time_start, time_stop=time_stop)
+    if n_forward_steps > 1:
+        source.pairs = rollout_windows(source.pairs, n_forward_steps, str(data))
     chosen = choose_indices(len(source), n_samples, seed, str(data))
     for start in range(0, len(chosen), batch_size):
         idx = chosen[start:start + batch_size]
@@ -239,9 +246,54 @@ def _batch(fields, times, spec: DataSpec, meta: dict) -> Batch:
                 j = int(bad.flatten(1).any(1).nonzero()[0])
                 raise DataError(f"NaN in input variable {n!r} at {times[j, 0]}: fme refuses NaN network inputs "
                                 "(its normaliser has fill_nans_on_normalize off)")
-    nan_targets = {n: int(torch.isnan(fields[n][:, 1]).sum()) for n in spec.target_names}
+    nan_targets = {n: int(torch.isnan(fields[n][:, 1:]).sum()) for n in spec.target_names}
     meta = {**meta, "times": [str(t) for t in times[:, 0]], "nan_targets": nan_targets,
             "n_nan_targets": sum(nan_targets.values()),
             "nan_handling": "NaN targets zeroed in both target and generated fields (fme WeightedMappingLoss)"}
     size = next(iter(fields.values())).shape[0]
     return Batch(payload={"data": fields, "time": times}, size=size, meta=meta)
+
+
+# ---------------------------------------------------------------- rollout windows (n_forward_steps > 1)
+
+
+def synthetic_window(spec: DataSpec, n: int, seed: int, n_steps: int):
+    """{name: (n, n_steps + 1, nlat, nlon)}: :func:`synthetic_pairs` continued as a red random walk,
+    x_(k+1) = x_k + tendency_std * z_k with independent red z_k (the first two times are exactly
+    ``synthetic_pairs``'s)."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    names = list(spec.names)
+    z0 = red_fields(n, len(names), spec, g)
+    steps = [red_fields(n, len(names), spec, g) for _ in range(n_steps)]
+    out = {}
+    for i, name in enumerate(names):
+        mean, std = float(spec.means.get(name, 0.0)), float(spec.stds.get(name, 1.0))
+        tend = float(spec.tendency_stds.get(name, 0.5 * std))
+        xs = [mean + std * z0[:, i]]
+        for dz in steps:
+            xs.append(xs[-1] + tend * dz[:, i])
+        out[name] = torch.stack(xs, dim=1)
+    return out
+
+
+def synthetic_window_times(n: int, start_index: int, timestep_seconds: float | None, n_steps: int):
+    """(n, n_steps + 1) cftime datetimes, one timestep apart."""
+    import cftime
+    import numpy as np
+
+    dt = _dt.timedelta(seconds=timestep_seconds or 21600.0)
+    t0 = cftime.DatetimeProlepticGregorian(2000, 1, 1)
+    return np.array([[t0 + (start_index + i + k) * dt for k in range(n_steps + 1)] for i in range(n)], dtype=object)
+
+
+def rollout_windows(pairs: list, n_steps: int, what: str) -> list[tuple]:
+    """Chains of ``n_steps`` consecutive pairs (each one timestep) as windows of ``n_steps + 1`` times."""
+    windows = [tuple([pairs[i][0]] + [pairs[i + j][1] for j in range(n_steps)])
+               for i in range(len(pairs) - n_steps + 1)
+               if all(pairs[i + j][1] == pairs[i + j + 1][0] for j in range(n_steps - 1))]
+    if not windows:
+        raise DataError(f"{what}: no {n_steps + 1} consecutive times one timestep apart for a {n_steps}-step rollout "
+                        f"({len(pairs)} input/target pair(s) in the selected times)")
+    return windows
