@@ -45,8 +45,11 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
-    (None: the bundled held-out sample, or synthetic fields for fme); variants: whitening settings
-    besides the always-present baseline, e.g. ``"per_sample:gamma=0.8,eps_frac=0.05"``.
+    (None: the bundled held-out sample for the bundled model, else seeded synthetic fields on the model's
+    grid); variants: whitening settings besides the always-present baseline, e.g.
+    ``"per_sample:gamma=0.8,eps_frac=0.05"``.
+    target_options: family options, e.g. ``grid="64x128:equiangular"``, ``scale_factor=2`` for a
+    torch-harmonics state dict whose weights do not tell them; ``time_start``/``time_stop`` for fme.
     """
     import torch
 
@@ -69,16 +72,18 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     if adam is not None:
         result.adam_by_l = adam() or {}
     describe = target.describe()
+    synthetic = bool(describe.get("synthetic_data", False)) if data is None else False
     result.provenance.update({
         "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
                        "family": target.family, "format": describe.get("format", target.family),
                        "ema": ema, "bundled_default": checkpoint is None},
         "model": describe,
-        "data": {"source": "bundled/default" if data is None else str(data),
-                 "synthetic": bool(describe.get("synthetic_data", False)) if data is None else False},
+        "data": {"source": "synthetic" if synthetic else "bundled/default" if data is None else str(data),
+                 "synthetic": synthetic},
         "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
-                    "cpu_threads": n_threads},
+                    "cpu_threads": n_threads,
+                    **{k: v for k, v in target_options.items() if v is not None}},
         "seed": seed,
         "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "library_versions": library_versions(),
