@@ -136,8 +136,8 @@ def infer_sfno_args(state: dict, *, path, grid=None, scale_factor=None, sidecar_
         a["mlp_ratio"] = _fraction(int(hidden[0]), embed)
         inf.inferred["mlp_ratio"] = f"mlp hidden width {hidden[0]} / embed_dim {embed}"
         if "blocks.0.mlp.fwd.3.weight" in state:
-            missing.append(f"drop_rate (the MLPs hold dropout layers, whose rate leaves no trace): give the "
-                           f"constructor arguments as JSON in {sidecar_names}")
+            missing.append("drop_rate (the MLPs hold dropout layers, whose rate leaves no trace; only the JSON "
+                           "constructor arguments can give it)")
     a["drop_rate"] = 0.0
     inf.inferred["drop_rate"] = "no dropout layers in the MLPs" if hidden else "assumed 0"
 
@@ -206,7 +206,7 @@ def infer_sfno_args(state: dict, *, path, grid=None, scale_factor=None, sidecar_
                     grids.setdefault(internal_grid(nlat, nlon, s), s)
             if len(grids) == 1:
                 pin("scale_factor", next(iter(grids.values())),
-                    f"L={L} = the full modes at that scale factor (hard_thresholding_fraction 1)")
+                    f"L={L} filter degrees, the full mode count at this scale factor")
             elif len(grids) > 1:
                 missing.append(f"the scale factor ({SCALE_FLAG}; L={L} fits {', '.join(map(str, grids.values()))})")
             else:
@@ -229,7 +229,11 @@ def infer_sfno_args(state: dict, *, path, grid=None, scale_factor=None, sidecar_
     img_sources = sorted({how["nlat"], how["nlon"]})
     (inf.given if img_sources == ["--grid"] else inf.inferred)["img_size"] = "; ".join(img_sources)
     (inf.given if how["scale_factor"] == SCALE_FLAG else inf.inferred)["scale_factor"] = how["scale_factor"]
-    inf.inferred["hard_thresholding_fraction"] = f"L={L} of {full} modes"
+    if how["scale_factor"].startswith(f"L={L}"):  # the scale factor rests on the fraction being 1
+        inf.assumed["hard_thresholding_fraction"] = (f"1: L={L} is then the full mode count; a cut spectrum "
+                                                     f"needs {SCALE_FLAG}")
+    else:
+        inf.inferred["hard_thresholding_fraction"] = f"L={L} of {full} modes"
     if grid is not None and grid["type"] is not None:
         a["grid"] = grid["type"]
         inf.given["grid"] = "--grid"
