@@ -11,7 +11,7 @@ import torch
 from torch_harmonics.examples import models as thm
 
 import specprobe
-from specprobe.errors import CheckpointError
+from specprobe.errors import CheckpointError, SpecprobeError
 from specprobe.models.registry import describe_checkpoint, load_target
 from specprobe.models.safe_load import load_checkpoint_file
 from specprobe.models.th.infer import full_modes, internal_grid
@@ -373,3 +373,27 @@ def test_fme_options_and_th_options_stay_with_their_family(tmp_path, model):
     with pytest.raises(CheckpointError, match="time_start apply to fme checkpoints only"):
         load_target(path, grid="32x64", time_start="2000-01-01")
     assert describe_checkpoint(path, grid="32x64")["constructor_args"]["img_size"] == [32, 64]
+
+
+def _mutations(sd):
+    """Every key deleted, grown by one along its first axis, and flipped real <-> complex."""
+    for key, value in sd.items():
+        yield f"drop {key}", {k: v for k, v in sd.items() if k != key}
+        grown = torch.cat([value, value[:1]]) if value.ndim else value.reshape(1)
+        yield f"grow {key}", {**sd, key: grown}
+        flipped = value.real.contiguous() if value.is_complex() else torch.complex(value, torch.zeros_like(value))
+        yield f"flip {key}", {**sd, key: flipped}
+
+
+def test_every_single_mutation_of_a_state_dict_is_refused_in_one_line(tmp_path):
+    """One key dropped, grown or flipped real <-> complex leaves weights no SFNO constructor matches
+    exactly: inference + strict loading must notice every one, never load a near miss."""
+    original = sfno(normalization_layer="layer_norm", bias=True)
+    n = 0
+    for what, sd in _mutations(original.state_dict()):
+        torch.save(sd, tmp_path / "m.pt")
+        with pytest.raises(SpecprobeError) as e:
+            load_target(tmp_path / "m.pt", grid="32x64")
+        assert "\n" not in str(e.value) and str(tmp_path / "m.pt") in str(e.value), what
+        n += 1
+    assert n == 3 * len(original.state_dict())
