@@ -187,8 +187,9 @@ def test_sidecar_wins_over_inference(tmp_path, model):
 # -- the probe: gradients, synthetic data, deterministic models --------------------------------------
 
 
-def test_plain_state_dict_probes_to_the_sidecar_forms_gradients(tmp_path, model):
-    plain = _save_form(model, "lightning", tmp_path / "lightning.pt")
+@pytest.mark.parametrize("form", ["plain", "lightning"])
+def test_plain_state_dict_probes_to_the_sidecar_forms_gradients(tmp_path, model, form):
+    plain = _save_form(model, form, tmp_path / f"{form}.pt")
     side = _save_form(model, "sidecar", tmp_path / "side.pt")
     kw = dict(n_samples=2, n_ensemble=1, seed=7, timestamp=False, threads=1, device="cpu")
     a = specprobe.probe(plain, grid="32x64", **kw)

@@ -59,8 +59,8 @@ def parse_grid(value) -> dict | None:
         if not m:
             raise SpecprobeError(f"--grid {value!r}: expected NLATxNLON or NLATxNLON:TYPE, e.g. 64x128:equiangular")
         nlat, nlon, kind = int(m.group(1)), int(m.group(2)), m.group(3)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in (nlat, nlon)):
-        raise SpecprobeError(f"--grid {value!r}: nlat and nlon must be integers >= 2")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 1_000_000 for v in (nlat, nlon)):
+        raise SpecprobeError(f"--grid {value!r}: nlat and nlon must be integers from 2 to 1,000,000")
     if kind is not None and kind not in _GRID_TYPES:
         raise SpecprobeError(f"--grid {value!r}: grid type must be one of {', '.join(_GRID_TYPES)}")
     return {"nlat": nlat, "nlon": nlon, "type": kind}
@@ -138,8 +138,11 @@ def infer_sfno_args(state: dict, *, path, grid=None, scale_factor=None, sidecar_
         if "blocks.0.mlp.fwd.3.weight" in state:
             missing.append("drop_rate (the MLPs hold dropout layers, whose rate leaves no trace; only the JSON "
                            "constructor arguments can give it)")
-    a["drop_rate"] = 0.0
-    inf.inferred["drop_rate"] = "no dropout layers in the MLPs" if hidden else "assumed 0"
+    a["drop_rate"] = 0.0  # one rate for the MLPs' dropout layers and the (parameter-free) input dropout
+    if hidden:
+        inf.inferred["drop_rate"] = "no dropout layers in the MLPs"
+    else:
+        inf.assumed["drop_rate"] = _DEFAULT
 
     norm = _shape(state, "blocks.0.norm.weight")
     a["normalization_layer"] = "none" if norm is None else "instance_norm" if len(norm) == 1 else "layer_norm"
@@ -190,7 +193,7 @@ def infer_sfno_args(state: dict, *, path, grid=None, scale_factor=None, sidecar_
     inner = _shape(state, "blocks.0.norm.weight") if len(blocks) > 1 else None
     if nlat is not None and nlon is not None:
         if inner is not None and len(inner) == 2:
-            fits = [s for s in range(1, nlat + 1) if internal_grid(nlat, nlon, s) == tuple(inner)]
+            fits = [s for s in range(1, min(nlat, nlon) + 1) if internal_grid(nlat, nlon, s) == tuple(inner)]
             if not fits:
                 raise fail(f"the first block's layer norm {inner} fits no scale factor on a {nlat}x{nlon} grid")
             if sf is None:
@@ -201,7 +204,7 @@ def infer_sfno_args(state: dict, *, path, grid=None, scale_factor=None, sidecar_
         if sf is None:
             # scale factors giving the same internal grid build the same model: one per grid
             grids = {}
-            for s in range(1, nlat + 1):
+            for s in range(1, min(nlat, nlon) + 1):
                 if full_modes(nlat, nlon, s) == L:
                     grids.setdefault(internal_grid(nlat, nlon, s), s)
             if len(grids) == 1:
