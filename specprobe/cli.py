@@ -141,12 +141,28 @@ def _degree_axes(items: list[str]) -> dict | None:
     return parse_degree_axis_overrides(items)
 
 
+def _grid_option():
+    return typer.Option(None, "--grid", help="torch-harmonics state dict: the data grid the weights cannot tell, "
+                        "NLATxNLON[:equiangular|legendre-gauss] (grid type default: equiangular).")
+
+
+def _scale_factor_option():
+    return typer.Option(None, "--scale-factor", help="torch-harmonics state dict: the SFNO's scale_factor, "
+                        "where the weights cannot tell it.")
+
+
+def _model_options(grid, scale_factor) -> dict:
+    return {k: v for k, v in (("grid", grid), ("scale_factor", scale_factor)) if v is not None}
+
+
 @app.command()
 @_guard
 def info(
     checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint file (default: the bundled model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
 ):
     """Describe a checkpoint: family, grid, channels, spectral parameters and their degree axis, training."""
     import json
@@ -154,7 +170,7 @@ def info(
     from .models.registry import describe_checkpoint
     from .report.info import render_info
 
-    desc = describe_checkpoint(checkpoint, trust=trust_checkpoint)
+    desc = describe_checkpoint(checkpoint, trust=trust_checkpoint, **_model_options(grid, scale_factor))
     if as_json:
         typer.echo(json.dumps(desc, indent=1, default=str))
     else:
@@ -196,6 +212,8 @@ def grad_by_l(
     optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
                                                            help=_LAST_STEP_HELP),
     pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
@@ -217,7 +235,8 @@ def grad_by_l(
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp, threads=threads,
                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
-                        **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None})
+                        **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
+                        **_model_options(grid, scale_factor))
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
         return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, world)
     bar, progress = _progress(not quiet and not as_json and (world is None or world.is_writer))
@@ -353,6 +372,8 @@ def sweep(
     optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
                                                            help=_LAST_STEP_HELP),
     pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -370,9 +391,14 @@ def sweep(
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
                    timestamp=not no_timestamp, threads=threads,
+<<<<<<< HEAD
                    **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps))
     if not _writes(world):
         return
+=======
+                   **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
+                   **_model_options(grid, scale_factor))
+>>>>>>> main
     summary = summarise_sweep(result, configs)
     write_json(out_dir / "sweep.json", summary)
     plot_sweep(summary, out_dir / f"sweep.{fmt}", fmt)
@@ -405,6 +431,8 @@ def coupling(
     optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
                                                            help=_LAST_STEP_HELP),
     pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
@@ -422,8 +450,10 @@ def coupling(
     if dev.type == "cpu":
         configure_cpu_threads(threads, processes=world.local_size if world is not None else 1)
     target = load_target(checkpoint, device=dev, trust=trust_checkpoint,
-                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps))
+                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
+                         **_model_options(grid, scale_factor))
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
+<<<<<<< HEAD
                           batch_size=batch_size, seed=seed, n_bands=n_bands,
                           shard=world.shard() if world is not None else None)
     result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
@@ -433,6 +463,15 @@ def coupling(
         result["provenance"]["distributed"] = world.describe("samples: batch index % world_size")
     if not _writes(world):
         return
+=======
+                          batch_size=batch_size, seed=seed, n_bands=n_bands)
+    synthetic = data is None and bool(target.describe().get("synthetic_data"))
+    result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
+                            "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
+                            "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
+                            "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"),
+                                     "synthetic": synthetic}}
+>>>>>>> main
     write_json(out_dir / "coupling.json", result)
     plot_coupling(result, out_dir / f"coupling.{fmt}", fmt)
     if as_json:
@@ -446,7 +485,11 @@ def coupling(
         t.add_column(name, justify="right")
     for i, b in enumerate(result["loss_bands"]):
         t.add_row(f"{b['lo']}–{b['hi']}", *(f"{v['diagonal_share'][i]:.2f}" for v in result["variants"].values()))
+    from .report.tables import SYNTHETIC_HEADER
+
     console = _console()
+    if synthetic:
+        console.print(SYNTHETIC_HEADER)
     console.print(t)
     console.print(f"wrote {out_dir / 'coupling.json'}, {out_dir / f'coupling.{fmt}'}")
 

@@ -96,17 +96,19 @@ def plot_whitening_factors(result: ProbeResult, path, fmt: str = "png") -> None:
     plt = _plt()
     variants = [v for v in result.variant_names if v in result.whitening_factor_by_l]
     fig, (ax_f, ax_p) = plt.subplots(1, 2, figsize=(12, 4.8))
-    l = np.asarray(result.degrees)
     styles = ["-", "--", ":", "-."]
+    # loss degrees (the loss SHT's), not filter degrees: they differ when the SFNO works on a coarser grid
     for ci, ch in enumerate(result.channels):
         color = _COLORS[(ci + 1) % len(_COLORS)]
         for vi, name in enumerate(variants):
             f = result.whitening_factor_by_l[name][ch]
+            l = np.arange(len(f["mean"]))
             ax_f.plot(l, f["mean"], color=color, ls=styles[vi % len(styles)], lw=1.6,
                       label=f"{ch}, {name}" if len(variants) > 1 else ch)
             ax_f.fill_between(l, f["p10"], f["p90"], color=color, alpha=0.15, lw=0)
-        ax_p.plot(l[1:], np.asarray(result.target_power_by_l[ch])[1:], color=color, lw=1.6, label=f"{ch} target")
-        ax_p.plot(l[1:], np.asarray(result.prediction_power_by_l[ch])[1:], color=color, lw=1, ls="--",
+        target, prediction = (np.asarray(p[ch]) for p in (result.target_power_by_l, result.prediction_power_by_l))
+        ax_p.plot(np.arange(1, len(target)), target[1:], color=color, lw=1.6, label=f"{ch} target")
+        ax_p.plot(np.arange(1, len(prediction)), prediction[1:], color=color, lw=1, ls="--",
                   label=f"{ch} prediction")
     ax_f.axhline(1.0, color="0.5", lw=0.8)
     ax_f.set_yscale("log")

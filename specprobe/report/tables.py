@@ -16,8 +16,24 @@ def _km(lo: int, hi: int) -> str:
     return f"{b:,.0f}–{a:,.0f}" if hi > lo else f"{a:,.0f}"
 
 
+SYNTHETIC_HEADER = ("[yellow]data: SYNTHETIC seeded red-spectrum fields on the model's grid (from the checkpoint's "
+                    "normalisation where it has one); pass --data for real states[/yellow]")
+
+
+def deterministic_line(result: ProbeResult) -> str | None:
+    """For a model without noise: its members are identical, so the energy score's spread term is zero."""
+    model = result.provenance.get("model", {})
+    n_ensemble = result.provenance.get("options", {}).get("n_ensemble", 1)
+    if not model.get("deterministic") or n_ensemble <= 1:
+        return None
+    return (f"deterministic model (no noise): its {n_ensemble} ensemble members are identical, so the energy "
+            "score's spread term is zero and only the skill term reaches the weights; --n-ensemble 1 probes the "
+            "same loss at a fraction of the cost")
+
+
 def verdict(result: ProbeResult) -> list[str]:
-    """Two lines: the baseline decline, and what each whitening variant does to the high band."""
+    """Two lines: the baseline decline, and what each whitening variant does to the high band (and a third
+    for a deterministic model)."""
     st = result.stats["baseline"]
     bands = {b["name"]: b for b in result.bands}
     low, high = bands["low"], bands["high"]
@@ -31,7 +47,8 @@ def verdict(result: ProbeResult) -> list[str]:
         label = name.replace("per_sample(", "whitening ").rstrip(")").replace(",eps_frac=", " eps_frac=")
         lifts.append(f"{label} lifts the high band {_num(boost['high'], '{:.1f}')}x (low band {_num(boost['low'], '{:.2f}')}x)")
     line2 = "; ".join(lifts) if lifts else "no whitening variant probed (add --whitening per_sample)"
-    return [line1, line2]
+    line3 = deterministic_line(result)
+    return [line1, line2] + ([line3] if line3 else [])
 
 
 def band_table(result: ProbeResult):
@@ -113,8 +130,7 @@ def nonfinite_lines(result: ProbeResult) -> list[str]:
 def render_grad_by_l(result: ProbeResult, console) -> None:
     src = result.provenance.get("data", {})
     if src.get("synthetic"):
-        console.print("[yellow]data: SYNTHETIC red-spectrum fields from the checkpoint's normalisation "
-                      "(pass --data for real states)[/yellow]")
+        console.print(SYNTHETIC_HEADER)
     rollout = result.provenance.get("rollout") or {}
     if rollout.get("n_forward_steps", 1) > 1:
         console.print(f"loss: fme {rollout['n_forward_steps']}-step training rollout, loss steps "

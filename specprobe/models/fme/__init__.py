@@ -26,15 +26,32 @@ def claims(obj, path) -> bool:
     return is_fme_checkpoint(obj)
 
 
-def describe(path, obj, *, trust: bool = False) -> dict:
+# torch-harmonics state-dict options: an fme checkpoint declares its grid itself.
+_TH_ONLY = {"grid": "--grid", "scale_factor": "--scale-factor"}
+
+
+def _refuse_th_options(path, options: dict) -> dict:
+    from ...errors import CheckpointError
+
+    given = [flag for key, flag in _TH_ONLY.items() if options.get(key) is not None]
+    if given:
+        raise CheckpointError(f"{path}: {', '.join(given)} apply to torch-harmonics state dicts; an fme checkpoint "
+                              "declares its grid")
+    return {k: v for k, v in options.items() if k not in _TH_ONLY}
+
+
+def describe(path, obj, *, trust: bool = False, **options) -> dict:
     from .describe import describe_fme_checkpoint
 
+    _refuse_th_options(path, options)
     return describe_fme_checkpoint(obj, path)
 
 
 def load(path, obj, *, device="cpu", trust: bool = False, ema: bool = False,
          degree_axis_overrides: dict | None = None, **options):
     from .adapter import load_fme_target
+
+    options = _refuse_th_options(path, options)
 
     return load_fme_target(path, device=device, ema=ema, trust=trust, obj=obj,
                            degree_axis_overrides=degree_axis_overrides, **options)
