@@ -391,14 +391,10 @@ def sweep(
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
                    timestamp=not no_timestamp, threads=threads,
-<<<<<<< HEAD
-                   **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps))
-    if not _writes(world):
-        return
-=======
                    **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                    **_model_options(grid, scale_factor))
->>>>>>> main
+    if not _writes(world):
+        return
     summary = summarise_sweep(result, configs)
     write_json(out_dir / "sweep.json", summary)
     plot_sweep(summary, out_dir / f"sweep.{fmt}", fmt)
@@ -453,25 +449,18 @@ def coupling(
                          **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                          **_model_options(grid, scale_factor))
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
-<<<<<<< HEAD
                           batch_size=batch_size, seed=seed, n_bands=n_bands,
                           shard=world.shard() if world is not None else None)
-    result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
-                            "n_samples": n_samples, "n_ensemble": n_ensemble,
-                            "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1}}
-    if world is not None:
-        result["provenance"]["distributed"] = world.describe("samples: batch index % world_size")
-    if not _writes(world):
-        return
-=======
-                          batch_size=batch_size, seed=seed, n_bands=n_bands)
     synthetic = data is None and bool(target.describe().get("synthetic_data"))
     result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
                             "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
                             "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
                             "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"),
                                      "synthetic": synthetic}}
->>>>>>> main
+    if world is not None:
+        result["provenance"]["distributed"] = world.describe("samples: batch index % world_size")
+    if not _writes(world):
+        return
     write_json(out_dir / "coupling.json", result)
     plot_coupling(result, out_dir / f"coupling.{fmt}", fmt)
     if as_json:
