@@ -7,7 +7,7 @@ once under torchrun with N ranks, alternating, --repeats times, and reports the 
 On CPU each rank gets --threads threads (1 by default), so N ranks use N cores; on GPUs each rank
 takes cuda:LOCAL_RANK. Prints a markdown table with the conditions (cores, load average).
 
-    python benchmarks/bench_distributed.py --n-samples 16 --nproc 2 --repeats 3
+    python benchmarks/bench_distributed.py --n-samples 16 --variants 4 --nproc 2 --repeats 3
     python benchmarks/bench_distributed.py CKPT --device cuda --nproc 8
 """
 
@@ -40,7 +40,8 @@ def run(cmd, out: Path, env) -> tuple[float, float]:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint", nargs="?")
-    ap.add_argument("--n-samples", type=int, default=16)
+    ap.add_argument("--n-samples", type=int, default=16, help="the bundled sample holds 16")
+    ap.add_argument("--variants", type=int, default=1, help="whitening variants besides the baseline")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per process")
@@ -51,6 +52,8 @@ def main():
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
     probe = ["grad-by-l", *([args.checkpoint] if args.checkpoint else []), "--n-samples", str(args.n_samples),
              "--batch-size", str(args.batch_size), "--device", args.device, "--quiet"]
+    for i in range(args.variants):
+        probe += ["--whitening", f"per_sample:gamma={round(0.2 + 0.8 * i / max(args.variants - 1, 1), 3)}"]
     if args.device == "cpu":
         probe += ["--threads", str(args.threads)]
     single = [sys.executable, "-m", "specprobe", *probe]
