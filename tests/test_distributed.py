@@ -187,3 +187,31 @@ def test_a_bad_input_every_rank_meets_is_one_line_and_exit_2(tmp_path):
     assert len(ours) == 1, r.stderr
     assert ours[0].startswith("error: rank 0: ") and "n_samples=999" in ours[0] and ours[0].endswith("(rank 1 failed too)")
     assert r.returncode != 0 and "exitcode  : 2" in r.stderr  # torchrun's report: our exit status 2 for bad input
+
+
+def test_not_launched_means_one_process(monkeypatch):
+    from specprobe.probing import distributed as dist
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not dist.launched() and dist.start("cpu") is None and dist.current() is None
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert dist.start("auto") is None  # torchrun with one process: nothing to split
+
+
+def test_timeout_is_read_from_the_environment(monkeypatch):
+    from specprobe.errors import SpecprobeError
+    from specprobe.probing import distributed as dist
+
+    monkeypatch.setenv(dist.TIMEOUT_ENV, "90")
+    assert dist.timeout_seconds() == 90.0
+    for bad in ("0", "-5", "soon"):
+        monkeypatch.setenv(dist.TIMEOUT_ENV, bad)
+        with pytest.raises(SpecprobeError, match=dist.TIMEOUT_ENV):
+            dist.timeout_seconds()
+
+
+def test_one_failure_line_names_every_failed_rank():
+    from specprobe.probing.distributed import RankFailure
+
+    assert str(RankFailure(1, "boom")) == "rank 1: boom"
+    assert str(RankFailure(0, "bad", 2, (1, 3))) == "rank 0: bad (ranks 1, 3 failed too)"
