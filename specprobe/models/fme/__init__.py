@@ -2,7 +2,9 @@
 
     describe.py  what a checkpoint is, without importing fme (``info``)
     layouts.py   where l sits in each fme filter parameter
-    data.py      ACE netCDF and synthetic data
+    sources.py   what --data names, as fme's own data config (netCDF, zarr, YAML, config:train)
+    data.py      samples read by fme's dataset code, or synthetic fields
+    quiet.py     drops fme's import-time earth2grid notice (installed on import of this package)
     adapter.py   FmeTarget: fme's own stepper and training forward
     adam.py      per-degree Adam statistics from ckpt.tar's optimizer state
 
@@ -11,7 +13,10 @@ The registry talks to the family only through :func:`claims`, :func:`describe` a
 
 from __future__ import annotations
 
+from . import quiet as _quiet
+
 NAME = "fme"
+_quiet.install()  # every specprobe import of fme passes through this package first
 
 
 def claims(obj, path) -> bool:
