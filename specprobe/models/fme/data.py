@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -134,6 +135,10 @@ class FmeData:
                 list(spec.names), IntSchedule(start_value=self.n_timesteps, milestones=[]),
                 allow_missing_variables=spec.allow_missing_variables)
         except Exception as e:  # noqa: BLE001 - fme raises ValueError, KeyError, FileNotFoundError, ...
+            missing = re.fullmatch(r"Required variable not found in dataset: (.*)\.", str(e))
+            if missing:
+                raise DataError(f"{source.label}: missing variable {missing.group(1)!r} the model needs "
+                                f"(fme: {str(e)}); it reads {list(spec.names)}") from None
             raise DataError(f"{source.label}: fme cannot load the data: {one_line(e)}") from None
         self._check_grid()
         self.modifier = config.augmentation.build_modifier()
