@@ -56,7 +56,8 @@ def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = Fals
     loss_weights: per-variable loss weights; default: the training config's ``loss.weights`` (legacy
     checkpoints store it; current ones via ``<experiment_dir>/config.yaml``), else none.
     labels: dataset labels active for every sample of a conditional model (default: none, fme's
-    all-zero label vector). time_start/time_stop: default time window for netCDF data.
+    all-zero label vector; a data config's own ``labels`` otherwise). time_start/time_stop: default time
+    window for real data (fme's ``subset`` by initial time).
     obj: the already safely loaded file (the registry reads each file once).
     """
     from ..safe_load import load_checkpoint_file

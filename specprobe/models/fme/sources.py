@@ -57,8 +57,9 @@ def resolve_source(data, checkpoint_path=None) -> DataSource:
     if p.is_dir():
         if not any(p.glob("*.nc")):
             raise DataError(f"{p}: directory holds no *.nc files and is not a zarr store")
-        return DataSource(text, "netcdf", {"dataset": {"data_path": str(p), "file_pattern": "*.nc"}})
+        return DataSource(text, "netcdf", {"dataset": {"data_path": str(p.resolve()), "file_pattern": "*.nc"}})
     if p.is_file():
+        p = p.resolve()
         return DataSource(text, "netcdf", {"dataset": {"data_path": str(p.parent), "file_pattern": p.name}})
     if _GLOB_CHARS & set(text):
         if not _glob.glob(text):
@@ -85,7 +86,7 @@ def _split_glob(text: str) -> tuple[str, str]:
     parts = Path(text).parts
     first = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
     root = Path(*parts[:first]) if first else Path(".")
-    return str(root), str(Path(*parts[first:]))
+    return str(root.resolve()), str(Path(*parts[first:]))
 
 
 def _load_yaml(path: Path, what: str) -> dict:
