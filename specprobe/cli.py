@@ -147,7 +147,9 @@ def info(
 def grad_by_l(
     checkpoints: Optional[list[Path]] = typer.Argument(None, help="Checkpoint(s) (default: the bundled model). "
                                                        "Several, or a directory of ckpt_NNNN.tar: a series."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data source (default: the bundled sample / synthetic)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data (default: the bundled sample / synthetic). fme: "
+                                       "netCDF file, directory or glob; zarr store; data YAML; config:train or "
+                                       "config:validation (the experiment's config.yaml)."),
     n_samples: int = typer.Option(8, "--n-samples", help="Samples to probe (>= 2 for GSNR)."),
     batch_size: int = typer.Option(1, "--batch-size", help="Samples per forward pass (per-sample gradients "
                                    "backpropagate the whole batch graph, so 1 is fastest on CPU)."),
@@ -167,8 +169,10 @@ def grad_by_l(
     ema: bool = typer.Option(False, "--ema", help="fme: use the EMA weights."),
     degree_axis: Optional[list[str]] = typer.Option(None, "--degree-axis", help="PATTERN=AXIS: where l is "
                                                     "in parameters matching the glob PATTERN (AXIS 'none': not per-degree)."),
-    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme netCDF data: first time (inclusive)."),
-    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme netCDF data: last time (inclusive)."),
+    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme data: first initial time (inclusive; "
+                                             "fme's subset.start_time)."),
+    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme data: last initial time (inclusive; "
+                                            "fme's subset.stop_time)."),
     crps_weight: float = typer.Option(0.0, "--crps-weight", help="Probe the full EnsembleLoss: CRPS weight."),
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
