@@ -54,6 +54,15 @@ def _items_to_dict(items) -> dict:
     return out
 
 
+def _merge(into: dict, new: dict) -> None:
+    """Updates name nested keys one record at a time: merge them, do not replace the parent."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
 class OfflineRun:
     def __init__(self, run_dir):
         self.dir = Path(run_dir)
@@ -63,11 +72,11 @@ class OfflineRun:
             kind = r.WhichOneof("record_type")
             if kind == "run":
                 self.project = r.run.project
-                self.config.update(_items_to_dict(r.run.config.update))
+                _merge(self.config, _items_to_dict(r.run.config.update))
             elif kind == "config":
-                self.config.update(_items_to_dict(r.config.update))
+                _merge(self.config, _items_to_dict(r.config.update))
             elif kind == "summary":
-                self.summary.update(_items_to_dict(r.summary.update))
+                _merge(self.summary, _items_to_dict(r.summary.update))
             elif kind == "history":
                 row = _items_to_dict(r.history.item)
                 row["_step"] = r.history.step.num if r.history.HasField("step") else row.get("_step")
