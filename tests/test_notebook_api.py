@@ -237,7 +237,8 @@ def test_sweep_result(runs):
         for b in ("low", "high"):
             assert float(ds.measured_boost.sel(variant=s["name"], band=b)) == s["measured_boost"][b]
             assert float(ds.predicted_boost.sel(variant=s["name"], band=b)) == s["predicted_boost"][b]
-    np.testing.assert_array_equal(ds.grad_by_l.sel(variant="baseline"), nan(d["probe"]["grad_by_l"]["baseline"]["total"]))
+    np.testing.assert_array_equal(ds.grad_by_l.sel(variant="baseline"),
+                                  nan(d["probe"]["grad_by_l"]["baseline"]["total"]))
     assert r.probe.plot("grad_by_l").axes and "Whitening sweep" in str(r.table().title)
 
 
@@ -306,7 +307,8 @@ def test_wandb_run_holds_figures_tables_curves_summary_and_provenance(runs):
     assert "plots/grad_by_l" in run.config["_wandb"]["visualize"]
     for v in d["variants"]:
         assert run.summary[f"{v['name']}/decline_ratio"] == d["stats"][v["name"]]["decline_ratio"]
-    assert run.summary[f"{d['variants'][2]['name']}/boost/high"] == d["stats"]["boost"][d["variants"][2]["name"]]["high"]
+    strongest = d["variants"][2]["name"]
+    assert run.summary[f"{strongest}/boost/high"] == d["stats"]["boost"][strongest]["high"]
 
 
 def test_wandb_series_logs_one_step_per_checkpoint_epoch(runs):

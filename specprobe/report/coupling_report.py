@@ -35,5 +35,6 @@ def coupling_table(coupling: dict):
     for name in coupling["variants"]:
         t.add_column(name, justify="right")
     for i, b in enumerate(coupling["loss_bands"]):
-        t.add_row(f"{b['lo']}–{b['hi']}", *(_num(v["diagonal_share"][i], "{:.2f}") for v in coupling["variants"].values()))
+        shares = (_num(v["diagonal_share"][i], "{:.2f}") for v in coupling["variants"].values())
+        t.add_row(f"{b['lo']}–{b['hi']}", *shares)
     return t

@@ -219,8 +219,9 @@ def grad_by_l_dataset(result: ProbeResult):
     )
     ds["degree"].attrs.update(long_name="spherical-harmonic degree l", units="1")
     ck = result.provenance.get("checkpoint", {})
-    ds.attrs = _safe_attrs({"schema": result.schema, "checkpoint": ck.get("path"), "checkpoint_sha256": ck.get("sha256"),
-                            "family": ck.get("family"), "n_samples_probed": result.provenance.get("n_samples_probed"),
+    ds.attrs = _safe_attrs({"schema": result.schema, "checkpoint": ck.get("path"),
+                            "checkpoint_sha256": ck.get("sha256"), "family": ck.get("family"),
+                            "n_samples_probed": result.provenance.get("n_samples_probed"),
                             "seed": result.provenance.get("seed"), "provenance": result.provenance})
     return ds
 

@@ -64,6 +64,12 @@ class _Result:
 
         return write_netcdf(self.to_xarray(), path)
 
+    def to_wandb(self, project: str | None = None, *, run_dir=None, name: str | None = None) -> Path:
+        """Log this result as one W&B run, as ``--wandb`` does; returns the run's directory."""
+        from .wandb_log import log_to_wandb
+
+        return log_to_wandb(self, project, run_dir=run_dir, name=name)
+
     def __repr__(self) -> str:
         where = f" from {self.source}" if self.source else ""
         return f"<specprobe {self.kind} result{where}; plot(): {', '.join(self.figure_names)}>"
@@ -203,7 +209,8 @@ def load_result(source):
             found = [path / n for n in FILE_NAMES if (path / n).is_file()]
             if len(found) != 1:
                 what = "no" if not found else "several"
-                raise SpecprobeError(f"{path}: {what} specprobe result files ({', '.join(FILE_NAMES)}) in the directory")
+                raise SpecprobeError(f"{path}: {what} specprobe result files ({', '.join(FILE_NAMES)}) "
+                                     "in the directory")
             path = found[0]
         obj = read_result_json(path)
     kind = _BY_SCHEMA.get(obj.get("schema"))
@@ -212,8 +219,9 @@ def load_result(source):
                              f"expected one of {', '.join(_BY_SCHEMA)}")
     if kind is GradByLResult:
         return GradByLResult(_probe_result(obj, path or "result"), path)
-    missing = [k for k in {"specprobe.sweep/1": ("settings", "bands", "baseline"), "specprobe.series/1": ("rows",),
-                           "specprobe.coupling/1": ("variants", "loss_bands", "degrees")}[obj["schema"]] if k not in obj]
+    required = {"specprobe.sweep/1": ("settings", "bands", "baseline"), "specprobe.series/1": ("rows",),
+                "specprobe.coupling/1": ("variants", "loss_bands", "degrees")}[obj["schema"]]
+    missing = [k for k in required if k not in obj]
     if missing:
         raise SpecprobeError(f"{path or 'result'}: malformed {kind.kind} file (missing {', '.join(missing)})")
     return kind(obj, path)

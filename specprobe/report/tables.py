@@ -42,7 +42,8 @@ def band_rows(result: ProbeResult) -> tuple[list[str], list[list]]:
         columns += [name, f"boost {name}"] + ([f"GSNR {name}"] if has_gsnr else [])
     rows = []
     for b in result.bands:
-        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]), result.stats["baseline"]["band_means"][b["name"]]]
+        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]),
+               result.stats["baseline"]["band_means"][b["name"]]]
         if has_gsnr:
             row.append(result.stats["baseline"]["gsnr_band_median"].get(b["name"]))
         for name in result.variant_names[1:]:

@@ -58,7 +58,8 @@ def _curve_tables(wandb, result) -> dict:
             values = [_finite(float(a.values[idx])) for a in group]
             if any(v is not None for v in values):
                 rows.append([coords[d][i] for d, i in zip(dims, idx)] + values)
-        logged[f"curves/{'_'.join(d for d in dims if d != 'degree') or 'degree'}"] = wandb.Table(columns=columns, data=rows)
+        key = "_".join(d for d in dims if d != "degree") or "degree"
+        logged[f"curves/{key}"] = wandb.Table(columns=columns, data=rows)
         if dims == ("variant", "degree"):
             for a in group:
                 keep = [i for i in range(len(coords["variant"])) if np.isfinite(a.values[i]).any()]
