@@ -359,3 +359,32 @@ def test_top_level_import_stays_light_with_load_result():
             "print(sorted(m for m in ('torch', 'matplotlib', 'xarray', 'wandb', 'fme') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fme_checkpoint_adam_state_figure_and_dataset(tmp_path_factory):
+    """An fme ckpt.tar from fme's own trainer carries Adam state: plot("adam_by_l") and its variables."""
+    from conftest import require
+
+    require("fme")
+    import specprobe
+    from fme_fixtures import trained_run
+
+    base = tmp_path_factory.mktemp("fme_notebook")
+    ckpt = trained_run(str(base)) / "training_checkpoints" / "ckpt.tar"
+    cli("grad-by-l", ckpt, "--n-samples", "1", "--out", base / "out", "--quiet", "--netcdf")
+    d = read(base / "out" / "result.json")
+    r = specprobe.load_result(base / "out")
+    assert r.figure_names[-1] == "adam_by_l" and (base / "out" / "adam_by_l.png").exists()
+    params = d["adam_by_l"]["parameters"]
+    fig = r.plot("adam_by_l")
+    for name, a in params.items():
+        short = name.replace("module.", "").replace(".filter", "")
+        np.testing.assert_array_equal(line(fig, short, ax=0), a["sqrt_v_hat"])
+        np.testing.assert_array_equal(line(fig, short, ax=1), a["effective_step"])
+    ds = r.to_xarray()
+    assert ds.adam_by_l_sqrt_v_hat.dims == ("layer", "degree")
+    for name, a in params.items():
+        np.testing.assert_array_equal(ds.adam_by_l_effective_step.sel(layer=name), a["effective_step"])
+        assert int(ds.adam_by_l_step.sel(layer=name)) == a["step"]
+    assert float(ds.adam_by_l_optimizer_lr) == d["adam_by_l"]["optimizer"]["lr"]
+    assert not [v for v in ds.data_vars if "betas" in v]  # (beta1, beta2) is not a per-degree curve

@@ -156,6 +156,7 @@ def figure_adam_by_l(result: ProbeResult):
     """Optimizer's view (fme ckpt.tar): sqrt(v_hat) and the effective Adam step per degree, per layer."""
     params = result.adam_by_l.get("parameters", {})
     fig, (ax_v, ax_s) = new_figure(1, 2, figsize=(12, 4.8))
+    fig.subplots_adjust(wspace=0.3)  # room for the right panel's long y label
     for i, (name, a) in enumerate(params.items()):
         color = _COLORS[(i + 1) % len(_COLORS)]
         short = name.replace("module.", "").replace(".filter", "")

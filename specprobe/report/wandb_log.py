@@ -42,7 +42,7 @@ def _finite(x):
 
 def _curve_tables(wandb, result) -> dict:
     """Per-degree curves: one long-format table per set of dims, plus a line plot per (variant, degree) curve."""
-    from .dataset import per_degree_arrays
+    from .labelled import per_degree_arrays
 
     coords, arrays = per_degree_arrays(result)
     logged, by_dims = {}, {}
@@ -72,7 +72,7 @@ def _curve_tables(wandb, result) -> dict:
 
 def _statistics(result) -> dict:
     """Flat summary statistics: VARIANT/decline_ratio, VARIANT/band_mean/BAND, ..."""
-    from .dataset import summary_arrays
+    from .labelled import summary_arrays
 
     coords, arrays = summary_arrays(result)
     coords = {**coords, "variant": result.variant_names}
