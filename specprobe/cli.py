@@ -105,6 +105,16 @@ def _wandb_bare(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_extras(netcdf: bool, wandb_project: Optional[str]) -> None:
+    """Missing optional packages fail before the probe runs, not after."""
+    from importlib.util import find_spec
+
+    if netcdf and not (find_spec("xarray") and find_spec("netCDF4")):
+        _fail("--netcdf needs xarray and netCDF4: pip install 'specprobe[xarray]'")
+    if wandb_project and not find_spec("wandb"):
+        _fail("--wandb needs wandb: pip install 'specprobe[wandb]'")
+
+
 def _publish(view, out_dir: Path, nc_name: str, netcdf: bool, wandb_project: Optional[str]) -> list:
     """The optional outputs every command shares: NAME.nc (atomic) and a W&B run."""
     written = []
@@ -186,6 +196,7 @@ def grad_by_l(
     from .report.results import load_result
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     variants = whitening if whitening else ["per_sample"]
     from .probing.engine import as_variants
 
@@ -325,6 +336,7 @@ def sweep(
     from .report.results import SweepResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
     out_dir = prepare_out_dir(out)
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
@@ -373,6 +385,7 @@ def coupling(
     from .report.results import CouplingResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     out_dir = prepare_out_dir(out)
     dev = resolve_device(device)
     if dev.type == "cpu":

@@ -388,3 +388,19 @@ def test_fme_checkpoint_adam_state_figure_and_dataset(tmp_path_factory):
         assert int(ds.adam_by_l_step.sel(layer=name)) == a["step"]
     assert float(ds.adam_by_l_optimizer_lr) == d["adam_by_l"]["optimizer"]["lr"]
     assert not [v for v in ds.data_vars if "betas" in v]  # (beta1, beta2) is not a per-degree curve
+
+
+@pytest.mark.parametrize("option, package, words", [("--netcdf", "netCDF4", "specprobe[xarray]"),
+                                                     ("--wandb=p", "wandb", "specprobe[wandb]")])
+def test_missing_extra_fails_before_probing(tmp_path, monkeypatch, option, package, words):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from specprobe.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
+    r = CliRunner().invoke(app, ["grad-by-l", "--out", str(tmp_path / "out"), option])
+    assert r.exit_code == 2 and words in r.stderr and r.stderr.startswith("error:")
+    assert not (tmp_path / "out").exists()

@@ -72,7 +72,7 @@ def compare_table(rows: list[dict]):
     return t
 
 
-def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
+def figure_compare(results, labels, *, variant="baseline", normalize="none"):
     has_gsnr = any(r.gsnr_by_l.get(variant) for r in results)
     has_factor = any(r.whitening_factor_by_l for r in results)
     ncols = 1 + has_gsnr + has_factor
@@ -105,7 +105,11 @@ def plot_compare(results, labels, path, *, variant="baseline", normalize="none",
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
         add_km_axis(ax)
-    save_figure(fig, path, fmt)
+    return fig
+
+
+def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
+    save_figure(figure_compare(results, labels, variant=variant, normalize=normalize), path, fmt)
 
 
 def labels_for(paths, labels: str | None) -> list[str]:
