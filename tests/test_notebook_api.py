@@ -125,7 +125,9 @@ def test_plot_is_the_figure_the_cli_wrote(runs):
 
     r = specprobe.load_result(runs["root"] / "g")
     for name in r.figure_names:
-        assert figure_bytes(r.plot(name), "png") == (runs["root"] / "g" / f"{name}.png").read_bytes(), name
+        fig = r.plot(name)
+        assert figure_bytes(fig, "png") == (runs["root"] / "g" / f"{name}.png").read_bytes(), name
+        assert fig._repr_png_() == (runs["root"] / "g" / f"{name}.png").read_bytes()  # what a notebook shows
 
 
 def test_plot_rejects_an_unknown_name(runs):
@@ -145,6 +147,8 @@ def test_table_is_what_the_cli_printed(runs):
     text = console.export_text()
     assert "Gradient of the spectral filter weights by degree band" in text and "gradient falls" in text
     assert text.strip() in runs["grad_stdout"]
+    bundle = specprobe.load_result(runs["root"] / "g").table()._repr_mimebundle_(include=None, exclude=None)
+    assert "gradient falls" in bundle["text/plain"]  # a Jupyter cell displays it
 
 
 def test_to_xarray_dims_coords_attrs_and_values(runs):

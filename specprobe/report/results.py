@@ -18,6 +18,12 @@ from .files import read_result_json
 FILE_NAMES = ("result.json", "sweep.json", "series.json", "coupling.json")
 
 
+def _png(fig) -> bytes:
+    from .figures import figure_bytes
+
+    return figure_bytes(fig, "png")
+
+
 class _Result:
     kind = ""
     file_name = ""
@@ -41,7 +47,10 @@ class _Result:
             name = next(iter(figures))
         if name not in figures:
             raise SpecprobeError(f"plot: expected one of {', '.join(figures)} for a {self.kind} result, got {name!r}")
-        return figures[name]()
+        fig = figures[name]()
+        # Shown in a notebook even when pyplot (and with it IPython's Figure formatter) was never loaded.
+        fig._repr_png_ = lambda: _png(fig)
+        return fig
 
     def table(self):
         raise NotImplementedError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..probing.result import ProbeResult, wavelength_km
@@ -114,9 +115,17 @@ def nonfinite_lines(result: ProbeResult) -> list[str]:
             for v, per in result.nonfinite.items() for p, n in per.items()]
 
 
+@functools.cache
+def _report_class():
+    """A rich Group that a Jupyter cell displays (rich's Table and Text do; Group alone does not)."""
+    from rich.console import Group
+    from rich.jupyter import JupyterMixin
+
+    return type("Report", (JupyterMixin, Group), {})
+
+
 def grad_by_l_report(result: ProbeResult):
     """Everything ``specprobe grad-by-l`` prints, as one rich renderable (a notebook shows it as is)."""
-    from rich.console import Group
     from rich.text import Text
 
     parts = []
@@ -128,7 +137,7 @@ def grad_by_l_report(result: ProbeResult):
         parts.append(adam_table(result))
     parts += [Text(line, style="red") for line in nonfinite_lines(result)]
     parts += [Text(line, style="bold") for line in verdict(result)]
-    return Group(*parts)
+    return _report_class()(*parts)
 
 
 def render_grad_by_l(result: ProbeResult, console) -> None:
