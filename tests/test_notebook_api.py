@@ -261,6 +261,8 @@ def test_series_result(runs):
         np.testing.assert_array_equal(ds.grad_by_l.isel(checkpoint=i).sel(variant="baseline"),
                                       nan(each["grad_by_l"]["baseline"]["total"]))
         assert float(ds.high_band_share[i]) == row["high_band_share"]
+        sha = json.loads(str(ds.provenance[i].values))["checkpoint"]["sha256"]
+        assert sha == each["provenance"]["checkpoint"]["sha256"]
     assert "Series" in str(r.table().title)
 
 

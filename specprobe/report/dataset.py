@@ -152,6 +152,8 @@ def series_dataset(summary: dict, results: list | None = None):
                         dim=xr.DataArray(ds["checkpoint"].values, dims="checkpoint"), join="outer",
                         combine_attrs="drop", coords="different", compat="equals")
         ds = xr.merge([per, ds], join="outer", combine_attrs="override")
+        ds["provenance"] = ("checkpoint", [json.dumps(r.provenance, default=str) for r in results],
+                            {"long_name": "each checkpoint's probe provenance (JSON)"})
     ds.attrs = {"schema": summary["schema"]}
     return ds
 
