@@ -132,6 +132,49 @@ _LAST_STEP_HELP = "fme rollout: loss on the last step only (default: the run's t
 _PUSHFORWARD_HELP = "fme rollout: initial steps run without gradient and loss (default: the run's training config)."
 
 
+_NETCDF_HELP = "Also write the result as an xarray Dataset in netCDF (needs specprobe[xarray])."
+_WANDB_HELP = ("Log figures, tables, per-degree curves and statistics to Weights & Biases, project PROJECT "
+               "(default 'specprobe'; needs specprobe[wandb]). Put a bare --wandb last or write --wandb=PROJECT.")
+
+
+def _wandb_bare(argv: list[str]) -> list[str]:
+    """``--wandb`` with no value means the default project: click options cannot take an optional
+    value, so a bare one (last, or before another option or an existing path) gets it here."""
+    from .report.wandb_log import DEFAULT_PROJECT
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--wandb":
+            nxt = out[i + 1] if i + 1 < len(out) else None
+            if nxt is None or nxt.startswith("-") or Path(nxt).exists():
+                out[i] = f"--wandb={DEFAULT_PROJECT}"
+    return out
+
+
+def _check_extras(netcdf: bool, wandb_project: Optional[str]) -> None:
+    """Missing optional packages fail before the probe runs, not after."""
+    from importlib.util import find_spec
+
+    if netcdf and not (find_spec("xarray") and find_spec("netCDF4")):
+        _fail("--netcdf needs xarray and netCDF4: pip install 'specprobe[xarray]'")
+    if wandb_project and not find_spec("wandb"):
+        _fail("--wandb needs wandb: pip install 'specprobe[wandb]'")
+
+
+def _publish(view, out_dir: Path, nc_name: str, netcdf: bool, wandb_project: Optional[str]) -> list:
+    """The optional outputs every command shares: NAME.nc (atomic) and a W&B run."""
+    written = []
+    if netcdf:
+        written.append(view.write_netcdf(out_dir / nc_name))
+    if wandb_project:
+        from .report.wandb_log import log_to_wandb
+
+        written.append(log_to_wandb(view, wandb_project, run_dir=out_dir))
+    return written
+
+
 def _degree_axes(items: list[str]) -> dict | None:
     """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
@@ -182,7 +225,9 @@ def info(
 def grad_by_l(
     checkpoints: Optional[list[Path]] = typer.Argument(None, help="Checkpoint(s) (default: the bundled model). "
                                                        "Several, or a directory of ckpt_NNNN.tar: a series."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data source (default: the bundled sample / synthetic)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data (default: the bundled sample / synthetic). fme: "
+                                       "netCDF file, directory or glob; zarr store; data YAML; config:train or "
+                                       "config:validation (the experiment's config.yaml)."),
     n_samples: int = typer.Option(8, "--n-samples", help="Samples to probe (>= 2 for GSNR)."),
     batch_size: int = typer.Option(1, "--batch-size", help="Samples per forward pass (per-sample gradients "
                                    "backpropagate the whole batch graph, so 1 is fastest on CPU)."),
@@ -202,8 +247,10 @@ def grad_by_l(
     ema: bool = typer.Option(False, "--ema", help="fme: use the EMA weights."),
     degree_axis: Optional[list[str]] = typer.Option(None, "--degree-axis", help="PATTERN=AXIS: where l is "
                                                     "in parameters matching the glob PATTERN (AXIS 'none': not per-degree)."),
-    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme netCDF data: first time (inclusive)."),
-    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme netCDF data: last time (inclusive)."),
+    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme data: first initial time (inclusive; "
+                                             "fme's subset.start_time)."),
+    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme data: last initial time (inclusive; "
+                                            "fme's subset.stop_time)."),
     crps_weight: float = typer.Option(0.0, "--crps-weight", help="Probe the full EnsembleLoss: CRPS weight."),
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
@@ -214,14 +261,16 @@ def grad_by_l(
     pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
     grid: Optional[str] = _grid_option(),
     scale_factor: Optional[int] = _scale_factor_option(),
+    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
-    from .report.figures import write_figures
     from .report.files import prepare_out_dir, write_json
-    from .report.tables import render_grad_by_l
+    from .report.results import load_result
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     variants = whitening if whitening else ["per_sample"]
     from .probing.engine import as_variants
 
@@ -238,7 +287,7 @@ def grad_by_l(
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
                         **_model_options(grid, scale_factor))
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
-        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, world)
+        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project, world)
     bar, progress = _progress(not quiet and not as_json and (world is None or world.is_writer))
     try:
         if bar:
@@ -251,25 +300,27 @@ def grad_by_l(
         return
     result_dict = result.to_dict()
     write_json(out_dir / "result.json", result_dict)
-    figures = write_figures(result, out_dir, fmt)
+    view = load_result(result)
+    figures = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "result.nc", netcdf, wandb_project)
     if as_json:
         import json
 
         typer.echo(json.dumps(result_dict, indent=1))
         return
     console = _console(quiet)
-    render_grad_by_l(result, console)
+    console.print(view.table())
     console.print(f"wrote {out_dir / 'result.json'}, " + ", ".join(str(p) for p in figures))
 
 
-def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, world):
+def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project, world):
     """Several checkpoints (or a directory of ckpt_NNNN.tar) on the same batches and seed."""
     import json
 
     from .probing.series import probe_series, series_summary
-    from .report.figures import write_figures
     from .report.files import write_json
-    from .report.series_report import plot_series
+    from .report.results import SeriesResult, load_result
+
+    result_files = []
 
     def started(i, n, path):
         if not quiet and not as_json and (world is None or world.is_writer):
@@ -279,7 +330,8 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, world):
         sub = out_dir / f"{i:03d}_{Path(path).stem}"
         sub.mkdir(exist_ok=True)
         write_json(sub / "result.json", result.to_dict())
-        write_figures(result, sub, fmt)
+        load_result(result).write_figures(sub, fmt)
+        result_files.append(f"{sub.name}/result.json")
 
     # One process: each result is written as it comes; under torchrun, after the barrier, by rank 0.
     items = probe_series(paths, on_start=started, on_result=write_one if world is None else None, **probe_kwargs)
@@ -288,26 +340,16 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, world):
     if world is not None:
         for i, (path, result) in enumerate(items):
             write_one(i, path, result)
-    summary = series_summary(items)
+    summary = series_summary(items, result_files)
     write_json(out_dir / "series.json", summary)
-    plot_series(summary, out_dir / f"series.{fmt}", fmt)
+    view = SeriesResult(summary, out_dir / "series.json")
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "series.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
-    from rich.table import Table
-
-    from .report.tables import _num
-
-    t = Table(title="Series: baseline filter gradient across checkpoints")
-    for col in ("checkpoint", "epoch", "high-band share", "decline", "GSNR low", "GSNR high"):
-        t.add_column(col)
-    for r in summary["rows"]:
-        gs = r["gsnr_band_median"]
-        t.add_row(r["checkpoint"], str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
-                  _num(r["decline_ratio"], "{:.2f}"), _num(gs.get("low")), _num(gs.get("high")))
     console = _console(quiet)
-    console.print(t)
-    console.print(f"wrote {out_dir / 'series.json'}, {out_dir / f'series.{fmt}'} and one result per checkpoint")
+    console.print(view.table())
+    console.print(f"wrote {out_dir / 'series.json'}, {', '.join(map(str, written))} and one result per checkpoint")
 
 
 @app.command()
@@ -374,6 +416,8 @@ def sweep(
     pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
     grid: Optional[str] = _grid_option(),
     scale_factor: Optional[int] = _scale_factor_option(),
+    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -381,9 +425,10 @@ def sweep(
     from .probing.api import probe
     from .probing.sweep import parse_floats, summarise_sweep, sweep_configs
     from .report.files import prepare_out_dir, write_json
-    from .report.sweep_report import plot_sweep, sweep_table
+    from .report.results import SweepResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
@@ -397,13 +442,14 @@ def sweep(
         return
     summary = summarise_sweep(result, configs)
     write_json(out_dir / "sweep.json", summary)
-    plot_sweep(summary, out_dir / f"sweep.{fmt}", fmt)
+    view = SweepResult(summary, out_dir / "sweep.json")
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "sweep.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
     console = _console()
-    console.print(sweep_table(summary))
-    console.print(f"wrote {out_dir / 'sweep.json'}, {out_dir / f'sweep.{fmt}'}")
+    console.print(view.table())
+    console.print(f"wrote {out_dir / 'sweep.json'}, " + ", ".join(map(str, written)))
 
 
 @app.command()
@@ -429,6 +475,8 @@ def coupling(
     pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
     grid: Optional[str] = _grid_option(),
     scale_factor: Optional[int] = _scale_factor_option(),
+    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
@@ -436,10 +484,11 @@ def coupling(
     from .models.registry import load_target
     from .probing.coupling import run_coupling
     from .probing.engine import configure_cpu_threads, resolve_device
-    from .report.coupling_report import plot_coupling
     from .report.files import prepare_out_dir, write_json
+    from .report.results import CouplingResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     dev = world.device if world is not None else resolve_device(device)
@@ -462,25 +511,18 @@ def coupling(
     if not _writes(world):
         return
     write_json(out_dir / "coupling.json", result)
-    plot_coupling(result, out_dir / f"coupling.{fmt}", fmt)
+    view = CouplingResult(result, out_dir / "coupling.json")
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "coupling.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
-    from rich.table import Table
-
-    t = Table(title="Share of each loss band's gradient that lands on its own degrees")
-    t.add_column("loss degrees")
-    for name in result["variants"]:
-        t.add_column(name, justify="right")
-    for i, b in enumerate(result["loss_bands"]):
-        t.add_row(f"{b['lo']}–{b['hi']}", *(f"{v['diagonal_share'][i]:.2f}" for v in result["variants"].values()))
-    from .report.tables import SYNTHETIC_HEADER
-
     console = _console()
     if synthetic:
+        from .report.tables import SYNTHETIC_HEADER
+
         console.print(SYNTHETIC_HEADER)
-    console.print(t)
-    console.print(f"wrote {out_dir / 'coupling.json'}, {out_dir / f'coupling.{fmt}'}")
+    console.print(view.table())
+    console.print(f"wrote {out_dir / 'coupling.json'}, " + ", ".join(map(str, written)))
 
 
 def main():
@@ -500,7 +542,7 @@ def main():
         logging.disable(logging.WARNING)  # libraries' warnings once (rank 0), not once per rank
         warnings.simplefilter("ignore")
     try:
-        code = app(standalone_mode=False)
+        code = app(args=_wandb_bare(sys.argv[1:]), standalone_mode=False)
     except Exception as e:  # noqa: BLE001 - typer vendors click; match its classes by name
         kinds = {c.__name__ for c in type(e).__mro__}
         if "UsageError" in kinds:

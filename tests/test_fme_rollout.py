@@ -22,7 +22,7 @@ require("fme")
 from fme_fixtures import IN_NAMES, OUT_NAMES, build_stepper, one_thread, save_current, write_netcdf  # noqa: E402
 from specprobe.errors import DataError, SpecprobeError  # noqa: E402
 from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
-from specprobe.models.fme.data import synthetic_pairs, synthetic_window  # noqa: E402
+from specprobe.models.fme.data import synthetic_series  # noqa: E402
 from specprobe.probing.engine import LossSettings, run_probe  # noqa: E402
 from specprobe.spectral import WhiteningConfig, bin_by_degree, ensemble_loss  # noqa: E402
 
@@ -172,7 +172,7 @@ def test_one_step_reproduces_the_one_step_probe_exactly(ckpt):
     assert new == old
     # synthetic data: a K-step window starts with exactly the one-step pair
     spec = target.data_spec()
-    pair, window = synthetic_pairs(spec, 2, 5), synthetic_window(spec, 2, 5, 3)
+    pair, window = synthetic_series(spec, 2, 5, 2), synthetic_series(spec, 2, 5, 4)
     for name in spec.names:
         assert window[name].shape[1] == 4 and torch.equal(window[name][:, :2], pair[name])
 
@@ -222,10 +222,10 @@ def test_netcdf_rollout_windows(ckpt, tmp_path):
     for j in range(3):
         np.testing.assert_array_equal(data["h"][j].numpy(), ds["h"].values[j:j + 4])
         assert list(times[j]) == list(ds["time"].values[j:j + 4])
-    with pytest.raises(DataError, match="only 3 input/target pair"):
+    with pytest.raises(DataError, match="only 3 sample"):
         list(target.batches(str(path), n_samples=4, batch_size=1, seed=0))
     short = write_netcdf(tmp_path / "short.nc", ALL_NAMES, n_time=3)
-    with pytest.raises(DataError, match="no 4 consecutive times"):
+    with pytest.raises(DataError, match="only 0 sample"):
         list(target.batches(str(short), n_samples=1, batch_size=1, seed=0))
 
 

@@ -49,7 +49,7 @@ def describe_checkpoint(checkpoint=None, *, trust: bool = False, **options) -> d
     path = resolve_checkpoint(checkpoint)
     obj = load_checkpoint_file(path, trust=trust)
     family = family_of(obj, path)
-    return {"path": str(path), "family": family.NAME, **family.describe(path, obj, trust=trust, **options)}
+    return {"path": str(path), "family": family.NAME, **family.describe_file(path, obj, trust=trust, **options)}
 
 
 def load_target(checkpoint=None, *, device="cpu", trust: bool = False, ema: bool = False,

@@ -67,7 +67,8 @@ def probe_series(paths, *, on_start=None, on_result=None, **probe_kwargs) -> lis
     return list(zip(files, shard.gather_taken(mine)))
 
 
-def series_summary(items: list[tuple[Path, ProbeResult]]) -> dict:
+def series_summary(items: list[tuple[Path, ProbeResult]], result_files: list[str] | None = None) -> dict:
+    """result_files: each checkpoint's result.json relative to series.json, so the series can be reloaded whole."""
     rows = []
     for i, (path, r) in enumerate(items):
         epoch = epoch_of(r)
@@ -78,4 +79,6 @@ def series_summary(items: list[tuple[Path, ProbeResult]]) -> dict:
                      "high_band_share": high_band_share(r), "decline_ratio": r.stats["baseline"]["decline_ratio"],
                      "gsnr_band_median": r.stats["baseline"].get("gsnr_band_median", {}),
                      "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()}})
+        if result_files is not None:
+            rows[-1]["result"] = result_files[i]
     return {"schema": "specprobe.series/1", "rows": rows}

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import SpecprobeError
 from ..probing.result import SCHEMA, ProbeResult, epoch_of
-from .figures import _COLORS, _plt, _save, add_km_axis
+from .figures import _COLORS, new_figure, save_figure, add_km_axis
 from .files import read_result_json
 from .tables import _num
 
@@ -72,12 +72,11 @@ def compare_table(rows: list[dict]):
     return t
 
 
-def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
-    plt = _plt()
+def figure_compare(results, labels, *, variant="baseline", normalize="none"):
     has_gsnr = any(r.gsnr_by_l.get(variant) for r in results)
     has_factor = any(r.whitening_factor_by_l for r in results)
     ncols = 1 + has_gsnr + has_factor
-    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
+    fig, axes = new_figure(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
     axes = axes[0]
     for i, (label, r) in enumerate(zip(labels, results)):
         color = _COLORS[i % len(_COLORS)]
@@ -106,7 +105,11 @@ def plot_compare(results, labels, path, *, variant="baseline", normalize="none",
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
         add_km_axis(ax)
-    _save(fig, path, fmt)
+    return fig
+
+
+def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
+    save_figure(figure_compare(results, labels, variant=variant, normalize=normalize), path, fmt)
 
 
 def labels_for(paths, labels: str | None) -> list[str]:

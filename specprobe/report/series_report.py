@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from .figures import _COLORS, _plt, _save
+from .figures import _COLORS, new_figure
+from .tables import _num
 
 
-def plot_series(summary: dict, path, fmt: str = "png") -> None:
-    plt = _plt()
+def figure_series(summary: dict):
     rows = summary["rows"]
     use_epoch = all(r["epoch"] is not None for r in rows)
     x = [r["epoch"] if use_epoch else r["index"] for r in rows]
-    fig, (ax_s, ax_g) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_s, ax_g) = new_figure(1, 2, figsize=(12, 4.5))
     ax_s.plot(x, [r["high_band_share"] for r in rows], marker="o", color=_COLORS[0])
     ax_s.set_ylabel("high-band share of the filter gradient (baseline)")
     bands = list(rows[0]["gsnr_band_median"]) if rows and rows[0]["gsnr_band_median"] else []
@@ -27,4 +27,17 @@ def plot_series(summary: dict, path, fmt: str = "png") -> None:
         ax.set_xlabel("epoch" if use_epoch else "checkpoint index")
         ax.grid(True, alpha=0.25)
     fig.suptitle("small-scale gradient across training checkpoints", fontsize=10)
-    _save(fig, path, fmt)
+    return fig
+
+
+def series_table(summary: dict):
+    from rich.table import Table
+
+    t = Table(title="Series: baseline filter gradient across checkpoints")
+    for col in ("checkpoint", "epoch", "high-band share", "decline", "GSNR low", "GSNR high"):
+        t.add_column(col)
+    for r in summary["rows"]:
+        gs = r["gsnr_band_median"]
+        t.add_row(r["checkpoint"], str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
+                  _num(r["decline_ratio"], "{:.2f}"), _num(gs.get("low")), _num(gs.get("high")))
+    return t

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import _COLORS, _plt, _save
+from .figures import _COLORS, new_figure
 from .tables import _num
 
 
@@ -32,9 +32,8 @@ def sweep_table(sweep: dict):
     return t
 
 
-def plot_sweep(sweep: dict, path, fmt: str = "png") -> None:
-    plt = _plt()
-    fig, (ax_g, ax_pm) = plt.subplots(1, 2, figsize=(12, 4.8))
+def figure_sweep(sweep: dict):
+    fig, (ax_g, ax_pm) = new_figure(1, 2, figsize=(12, 4.8))
     bands = [b["name"] for b in sweep["bands"]]
     eps_values = sorted({s["eps_frac"] for s in sweep["settings"]})
     styles = ["-", "--", ":", "-."]
@@ -65,4 +64,4 @@ def plot_sweep(sweep: dict, path, fmt: str = "png") -> None:
     for ax in (ax_g, ax_pm):
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
-    _save(fig, path, fmt)
+    return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..probing.result import ProbeResult, wavelength_km
@@ -51,34 +52,38 @@ def verdict(result: ProbeResult) -> list[str]:
     return [line1, line2] + ([line3] if line3 else [])
 
 
+def band_rows(result: ProbeResult) -> tuple[list[str], list[list]]:
+    """The band table as numbers (columns, rows): what the terminal shows and W&B logs."""
+    has_gsnr = bool(result.gsnr_by_l.get("baseline"))
+    columns = ["band", "degrees", "wavelength km", "baseline"] + (["GSNR base"] if has_gsnr else [])
+    for name in result.variant_names[1:]:
+        columns += [name, f"boost {name}"] + ([f"GSNR {name}"] if has_gsnr else [])
+    rows = []
+    for b in result.bands:
+        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]),
+               result.stats["baseline"]["band_means"][b["name"]]]
+        if has_gsnr:
+            row.append(result.stats["baseline"]["gsnr_band_median"].get(b["name"]))
+        for name in result.variant_names[1:]:
+            row += [result.stats[name]["band_means"][b["name"]], result.stats["boost"][name][b["name"]]]
+            if has_gsnr:
+                row.append(result.stats[name]["gsnr_band_median"].get(b["name"]))
+        rows.append(row)
+    return columns, rows
+
+
 def band_table(result: ProbeResult):
     from rich.table import Table
 
+    columns, rows = band_rows(result)
     t = Table(title="Gradient of the spectral filter weights by degree band (L2 norm, RSS over layers)")
-    t.add_column("band")
-    t.add_column("degrees", justify="right")
-    t.add_column("wavelength km", justify="right")
-    t.add_column("baseline", justify="right")
-    has_gsnr = bool(result.gsnr_by_l.get("baseline"))
-    if has_gsnr:
-        t.add_column("GSNR base", justify="right")
-    for name in result.variant_names[1:]:
-        short = name.replace("per_sample", "ps")
-        t.add_column(short, justify="right")
-        t.add_column("boost", justify="right")
-        if has_gsnr:
-            t.add_column("GSNR", justify="right")
-    for b in result.bands:
-        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]),
-               _num(result.stats["baseline"]["band_means"][b["name"]])]
-        if has_gsnr:
-            row.append(_num(result.stats["baseline"]["gsnr_band_median"].get(b["name"])))
-        for name in result.variant_names[1:]:
-            row += [_num(result.stats[name]["band_means"][b["name"]]),
-                    _num(result.stats["boost"][name][b["name"]], "{:.2f}x")]
-            if has_gsnr:
-                row.append(_num(result.stats[name]["gsnr_band_median"].get(b["name"])))
-        t.add_row(*row)
+    for i, col in enumerate(columns):
+        short = col.replace("per_sample", "ps")
+        t.add_column("boost" if col.startswith("boost ") else "GSNR" if col.startswith("GSNR ") and col != "GSNR base"
+                     else short, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row[:3], *(_num(v, "{:.2f}x") if columns[i + 3].startswith("boost ") else _num(v)
+                              for i, v in enumerate(row[3:])))
     return t
 
 
@@ -127,21 +132,35 @@ def nonfinite_lines(result: ProbeResult) -> list[str]:
             for v, per in result.nonfinite.items() for p, n in per.items()]
 
 
-def render_grad_by_l(result: ProbeResult, console) -> None:
-    src = result.provenance.get("data", {})
-    if src.get("synthetic"):
-        console.print(SYNTHETIC_HEADER)
+@functools.cache
+def _report_class():
+    """A rich Group that a Jupyter cell displays (rich's Table and Text do; Group alone does not)."""
+    from rich.console import Group
+    from rich.jupyter import JupyterMixin
+
+    return type("Report", (JupyterMixin, Group), {})
+
+
+def grad_by_l_report(result: ProbeResult):
+    """Everything ``specprobe grad-by-l`` prints, as one rich renderable (a notebook shows it as is)."""
+    from rich.text import Text
+
+    parts = []
+    if result.provenance.get("data", {}).get("synthetic"):
+        parts.append(Text.from_markup(SYNTHETIC_HEADER))
     rollout = result.provenance.get("rollout") or {}
     if rollout.get("n_forward_steps", 1) > 1:
-        console.print(f"loss: fme {rollout['n_forward_steps']}-step training rollout, loss steps "
-                      f"{rollout['loss_steps']} weighted {[round(w, 4) for w in rollout['step_weights']]} "
-                      f"(optimize_last_step_only={rollout['optimize_last_step_only']}, "
-                      f"pushforward_steps={rollout['pushforward_steps']}; {rollout['source']})")
-    console.print(band_table(result))
-    console.print(layer_table(result))
+        parts.append(Text(f"loss: fme {rollout['n_forward_steps']}-step training rollout, loss steps "
+                          f"{rollout['loss_steps']} weighted {[round(w, 4) for w in rollout['step_weights']]} "
+                          f"(optimize_last_step_only={rollout['optimize_last_step_only']}, "
+                          f"pushforward_steps={rollout['pushforward_steps']}; {rollout['source']})"))
+    parts += [band_table(result), layer_table(result)]
     if result.adam_by_l.get("parameters"):
-        console.print(adam_table(result))
-    for line in nonfinite_lines(result):
-        console.print(f"[red]{line}[/red]")
-    for line in verdict(result):
-        console.print(f"[bold]{line}[/bold]")
+        parts.append(adam_table(result))
+    parts += [Text(line, style="red") for line in nonfinite_lines(result)]
+    parts += [Text(line, style="bold") for line in verdict(result)]
+    return _report_class()(*parts)
+
+
+def render_grad_by_l(result: ProbeResult, console) -> None:
+    console.print(grad_by_l_report(result))

@@ -2,22 +2,24 @@
 
     describe.py  what a checkpoint is, without importing fme (``info``)
     layouts.py   where l sits in each fme filter parameter
-    data.py      ACE netCDF and synthetic data
+    sources.py   what --data names, as fme's own data config (netCDF, zarr, YAML, config:train)
+    data.py      samples read by fme's dataset code, or synthetic fields
+    quiet.py     drops fme's import-time earth2grid notice (installed on import of this package)
     adapter.py   FmeTarget: fme's own stepper and training forward
     rollout.py   fme's K-step training rollout (n_forward_steps, optimize_last_step_only, step weights)
     adam.py      per-degree Adam statistics from ckpt.tar's optimizer state
 
-The registry talks to the family only through :func:`claims`, :func:`describe` and :func:`load`.
+The registry talks to the family only through :func:`claims`, :func:`describe_file` and :func:`load`
+(``describe_file``, not ``describe``: the submodule ``describe.py`` would shadow a function of that name
+as soon as it is imported).
 """
 
 from __future__ import annotations
 
-# Importing a submodule sets it as an attribute of this package: load describe.py now (it imports no
-# heavy library), so the function ``describe`` below is defined after it and is never replaced by
-# the module when the adapter later imports ``.describe``.
-from . import describe as _describe_module  # noqa: F401
+from . import quiet as _quiet
 
 NAME = "fme"
+_quiet.install()  # every specprobe import of fme passes through this package first
 
 
 def claims(obj, path) -> bool:
@@ -40,7 +42,7 @@ def _refuse_th_options(path, options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in _TH_ONLY}
 
 
-def describe(path, obj, *, trust: bool = False, **options) -> dict:
+def describe_file(path, obj, *, trust: bool = False, **options) -> dict:
     from .describe import describe_fme_checkpoint
 
     _refuse_th_options(path, options)

@@ -60,7 +60,8 @@ def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = Fals
     loss_weights: per-variable loss weights; default: the training config's ``loss.weights`` (legacy
     checkpoints store it; current ones via ``<experiment_dir>/config.yaml``), else none.
     labels: dataset labels active for every sample of a conditional model (default: none, fme's
-    all-zero label vector). time_start/time_stop: default time window for netCDF data.
+    all-zero label vector; a data config's own ``labels`` otherwise). time_start/time_stop: default time
+    window for real data (fme's ``subset`` by initial time).
     n_forward_steps, optimize_last_step_only, pushforward_steps: the training rollout the loss covers
     (fme ``TrainStepperConfig``); default: what the training config recorded (``info``), else 1 step.
     obj: the already safely loaded file (the registry reads each file once).
@@ -218,11 +219,11 @@ class FmeTarget:
 
     # -------------------------------------------------------------- data
 
-    def data_spec(self):
+    def data_spec(self, n_forward_steps: int = 1):
         from .data import DataSpec
 
         st = self.stepper
-        req = st.config.get_evaluation_window_data_requirements(1)
+        req = st.config.get_evaluation_window_data_requirements(n_forward_steps)
         normalizer = st.normalizer
         loss_norm = self.fme_step_loss().loss.normalizer
         means = {k: float(v) for k, v in normalizer.means.items()}
@@ -234,17 +235,29 @@ class FmeTarget:
                         target_names=list(self.channel_names), nlat=self.nlat, nlon=self.nlon, grid=self.data_grid,
                         lat=lat, timestep_seconds=st.training_dataset_info.timestep.total_seconds(),
                         means=means, stds=stds, tendency_stds=tend,
-                        allow_nan_inputs=bool(getattr(normalizer, "fill_nans_on_normalize", False)))
+                        allow_nan_inputs=bool(getattr(normalizer, "fill_nans_on_normalize", False)),
+                        allow_missing_variables=bool(req.allow_missing_variables),
+                        n_ic_timesteps=int(st.n_ic_timesteps), training_dataset_info=st.training_dataset_info)
 
-    def batches(self, data, *, n_samples: int, batch_size: int, seed: int, time_start=None, time_stop=None) -> Iterator[Batch]:
-        """Samples from netCDF ``data`` (file, directory or glob) or, with ``data=None``, synthetic fields."""
+    def batches(self, data, *, n_samples: int, batch_size: int, seed: int, time_start=None, time_stop=None,
+                n_forward_steps: int | None = None) -> Iterator[Batch]:
+        """Samples read by fme's own dataset code, or, with ``data=None``, synthetic fields.
+
+        ``data``: a netCDF file, directory or glob; a zarr store; a YAML file holding an fme data config;
+        ``config:train`` / ``config:validation`` (the loader sections of the experiment's config.yaml).
+        Each sample spans the initial condition and ``n_forward_steps`` later times (default: the
+        rollout the loss covers, ``self.rollout.n_forward_steps``).
+        """
         from .data import iter_batches
+        from .sources import resolve_source
 
-        self._last_source = "synthetic" if data is None else str(data)
-        yield from iter_batches(data, self.data_spec(), n_samples=n_samples, batch_size=batch_size, seed=seed,
+        steps = self.rollout.n_forward_steps if n_forward_steps is None else n_forward_steps
+        self._last_source = "synthetic" if data is None else resolve_source(data, self.path)
+        spec = self.data_spec(steps)
+        yield from iter_batches(None if data is None else self._last_source, spec, n_samples=n_samples, batch_size=batch_size, seed=seed,
+                                n_timesteps=spec.n_ic_timesteps + int(steps), checkpoint_path=self.path,
                                 time_start=self.time_start if time_start is None else time_start,
-                                time_stop=self.time_stop if time_stop is None else time_stop,
-                                n_forward_steps=self.rollout.n_forward_steps)
+                                time_stop=self.time_stop if time_stop is None else time_stop)
 
     def _batch_data(self, batch: Batch):
         import numpy as np
@@ -257,10 +270,15 @@ class FmeTarget:
         data = {k: v.to(self.device, torch.float32) for k, v in payload["data"].items()}
         b = batch.size
         labels = None
-        if self.conditional:  # every sample carries self.labels; none -> fme's all-zero label vector
+        if self.conditional and payload.get("labels") is not None and not self.labels:
+            labels = payload["labels"].to(self.device)  # the data config's labels, as training saw them
+        elif self.conditional:  # every sample carries self.labels; none -> fme's all-zero label vector
             labels = BatchLabels(torch.ones((b, len(self.labels)), device=self.device), list(self.labels))
+        mask = payload.get("data_mask")
+        mask = None if mask is None else {k: v.to(self.device) for k, v in mask.items()}
         time = xr.DataArray(np.asarray(payload["time"]), dims=["sample", "time"])
-        return BatchData(data=data, time=time, labels=labels, horizontal_dims=["lat", "lon"], epoch=self._obj.get("epoch"))
+        return BatchData(data=data, time=time, labels=labels, horizontal_dims=["lat", "lon"], epoch=self._obj.get("epoch"),
+                         data_mask=mask)
 
     # -------------------------------------------------------------- forward
 
@@ -368,12 +386,20 @@ class FmeTarget:
             "forward": "fme TrainStepper training forward, module in train mode, corrector at the checkpoint's epoch",
             "rollout": self.rollout.describe(),
             "labels": list(self.labels) if self.conditional else None,
-            "data_source": self._last_source,
+            "data_source": getattr(self._last_source, "label", self._last_source),
+            "data_config": data_provenance(self._last_source),
             "synthetic_data": self._last_source == "synthetic",
             "time_window": [self.time_start, self.time_stop],
             "device": str(self.device),
         })
         return info
+
+
+def data_provenance(source) -> dict | None:
+    """The fme loader config a real --data became (None for synthetic data or before any batch)."""
+    from .sources import DataSource
+
+    return source.provenance() if isinstance(source, DataSource) else None
 
 
 def adam_by_l(obj, target: "FmeTarget") -> dict:

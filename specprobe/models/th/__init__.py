@@ -9,7 +9,7 @@
     target.py      THSFNOTarget, the torch-harmonics ProbeTarget
     swe.py         shallow-water trajectories (training data of the bundled model)
 
-The registry talks to the family only through :func:`claims`, :func:`describe` and :func:`load`.
+The registry talks to the family only through :func:`claims`, :func:`describe_file` and :func:`load`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def claims(obj, path) -> bool:
     return is_th_checkpoint(obj) or find_sfno_state_dict(obj, path) is not None
 
 
-def describe(path, obj, *, trust: bool = False, **options) -> dict:
+def describe_file(path, obj, *, trust: bool = False, **options) -> dict:
     return load(path, obj, trust=trust, **options).describe()
 
 
