@@ -215,3 +215,26 @@ def test_one_failure_line_names_every_failed_rank():
 
     assert str(RankFailure(1, "boom")) == "rank 1: boom"
     assert str(RankFailure(0, "bad", 2, (1, 3))) == "rank 0: bad (ranks 1, 3 failed too)"
+
+
+def test_bucketed_sum_puts_every_tensor_back_in_place(tmp_path):
+    """Buckets by dtype, split when full: each tensor gets its own slice back (one rank: sum = identity)."""
+    import torch
+    import torch.distributed as tdist
+
+    from specprobe.probing.distributed import World
+
+    tdist.init_process_group("gloo", store=tdist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        w = World(rank=0, size=1, local_rank=0, local_size=1, backend="gloo", device=torch.device("cpu"),
+                  timeout_s=30)
+        g = torch.Generator().manual_seed(0)
+        tensors = [torch.randn(5, 3, dtype=torch.float64, generator=g), torch.randn(7, generator=g),
+                   torch.randn(2, 2, dtype=torch.complex64, generator=g), torch.randn(11, dtype=torch.float64, generator=g),
+                   torch.randn(3, dtype=torch.float64, generator=g)]
+        before = [t.clone() for t in tensors]
+        w.sum_(tensors, bucket_elements=8)
+        for t, b in zip(tensors, before):
+            assert torch.equal(t, b)
+    finally:
+        tdist.destroy_process_group()

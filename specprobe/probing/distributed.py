@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from ..errors import SpecprobeError
 
 TIMEOUT_ENV = "SPECPROBE_DIST_TIMEOUT"
+BUCKET_ELEMENTS = 1 << 24  # 128 MB of float64 per all-reduce
 # Long enough for ranks to wait on the slowest one (a series spreads whole checkpoints, so ranks
 # can finish minutes apart); it only bites when a peer is gone without torchrun noticing.
 DEFAULT_TIMEOUT_S = 1800.0
@@ -119,11 +120,33 @@ class World:
         self._collective(dist.all_gather_object, out, obj)
         return out
 
-    def sum_(self, tensor) -> None:
-        """In-place sum over ranks (float64 on this rank's device)."""
+    def sum_(self, tensors, bucket_elements: int = BUCKET_ELEMENTS) -> None:
+        """In-place sum over ranks of every tensor, in buckets of one dtype and device.
+
+        One collective per bucket, not per tensor: a model has hundreds of parameters and each
+        collective costs a round trip; a bucket bounds the extra memory of the flat copy.
+        """
+        import torch
         import torch.distributed as dist
 
-        self._collective(dist.all_reduce, tensor, op=dist.ReduceOp.SUM)
+        groups: dict = {}
+        for t in tensors:
+            groups.setdefault((t.dtype, t.device), []).append(t)
+        for group in groups.values():
+            bucket, size = [], 0
+            for t in group + [None]:
+                if t is not None and (size + t.numel() <= bucket_elements or not bucket):
+                    bucket.append(t)
+                    size += t.numel()
+                    continue
+                flat = torch.cat([b.reshape(-1) for b in bucket])
+                self._collective(dist.all_reduce, flat, op=dist.ReduceOp.SUM)
+                offset = 0
+                for b in bucket:
+                    b.copy_(flat[offset: offset + b.numel()].view_as(b))
+                    offset += b.numel()
+                if t is not None:
+                    bucket, size = [t], t.numel()
 
     def check(self, error: tuple[int, str] | None = None) -> None:
         """Status exchange: every rank says whether it failed; if any did, every rank raises.
@@ -173,8 +196,7 @@ class Shard:
     def sum_tensors(self, tensors) -> None:
         """After a status exchange: every tensor summed over ranks, in place."""
         self.world.check()
-        for t in tensors:
-            self.world.sum_(t)
+        self.world.sum_(list(tensors))
 
     # ------------------------------------------------------------------ the engine's accumulators
     def reduce_probe(self, acc, n_done: int) -> int:
@@ -186,12 +208,19 @@ class Shard:
         w.check()
         indices = w.gather(list(self.taken))
         order = sorted((i, r, k) for r, idx in enumerate(indices) for k, i in enumerate(idx))
+        # Streamed: a bucket of moments' float64 states at a time, so the reduction never holds a
+        # float64 copy of every accumulator at once (issue 11 keeps them in float32).
+        pending, size = [], 0
         for per_param in acc.moments.values():
             for m in per_param:
                 state = moment_state(m)
-                for key in sorted(state):
-                    w.sum_(state[key])
-                load_moment(m, state)
+                pending.append((m, state))
+                size += sum(t.numel() for t in state.values())
+                if size >= BUCKET_ELEMENTS:
+                    _sum_and_load(w, pending)
+                    pending, size = [], 0
+        if pending:
+            _sum_and_load(w, pending)
         small = w.gather({
             "n_done": n_done,
             "loss_sums": dict(acc.loss_sums),
@@ -209,6 +238,12 @@ class Shard:
                 raise RankFailure(w.rank, f"internal: {name} holds a row count that is not one per batch")
             col.rows = [lists[r][k] for _, r, k in order]
         return sum(s["n_done"] for s in small)
+
+
+def _sum_and_load(world: World, pending: list) -> None:
+    world.sum_([state[key] for _, state in pending for key in sorted(state)])
+    for m, state in pending:
+        load_moment(m, state)
 
 
 def _collectors(acc) -> dict:
