@@ -91,11 +91,12 @@ def plot_lookahead(result: dict, path, fmt: str = "png") -> None:
     plt = _plt()
     metrics = ("energy_score", "mse", "power_ratio")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.4))
-    degrees = np.asarray(result["degrees"])
+    degrees = np.asarray(result["degrees"])[1:]  # l = 0 (the global mean) swamps the scale; it is in the tables
     base_name = result["arms"][0]["name"]
     with np.errstate(invalid="ignore", divide="ignore"):
         for ax, m in zip(axes, metrics):
             before, arms = _curves(result, m)
+            before, arms = before[1:], {k: v[1:] for k, v in arms.items()}
             ref = np.abs(before)
             base = arms[base_name]
             ax.plot(degrees, 100 * (base - before) / ref, color=_COLORS[0], lw=1, ls="--",
@@ -109,7 +110,7 @@ def plot_lookahead(result: dict, path, fmt: str = "png") -> None:
                 ax.fill_between(degrees, -2 * noise, 2 * noise, color="0.85", zorder=0,
                                 label="±2 noise (repeat − baseline)")
             ax.axhline(0, color="0.5", lw=0.8)
-            ax.set_xlabel("degree l")
+            ax.set_xlabel("degree l (from 1)")
             ax.set_ylabel("change, % of the checkpoint's value at l")
             ax.set_title({"energy_score": "energy score (unwhitened)", "mse": "ensemble-mean squared error",
                           "power_ratio": "power ratio pred/target"}[m], fontsize=10)
@@ -118,5 +119,5 @@ def plot_lookahead(result: dict, path, fmt: str = "png") -> None:
             ax.grid(True, alpha=0.25)
             ax.legend(fontsize=7)
     fig.suptitle(f"lookahead: {result['settings']['steps']} steps per arm on held-out pairs "
-                 f"({result['data']['eval'].get('pairs')} pairs)", fontsize=10)
+                 f"({result['data']['eval'].get('pairs')} pairs)", fontsize=10, y=1.08)
     _save(fig, path, fmt)
