@@ -2,6 +2,8 @@
 
     python examples/whitening_ab.py                       # 150 steps x 2 arms x 3 seeds, writes whitening_ab.json
     python examples/whitening_ab.py --steps 300 --seeds 0,1,2,3 --out /tmp/ab.json
+    python examples/whitening_ab.py --seeds 1 --out s1.json   # one seed per process (a busy shared box),
+    python examples/whitening_ab.py --merge s0.json s1.json s2.json --out whitening_ab.json   # then merge
 
 Each seed fine-tunes the bundled shallow-water SFNO from its checkpoint twice -- baseline loss and
 whitened loss (gamma 0.5) -- with the run's own recipe (0.9 CRPS + 0.1 energy score, ensemble of 2,
@@ -35,7 +37,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", type=Path, default=Path("whitening_ab.json"))
+    ap.add_argument("--merge", nargs="+", type=Path, help="Combine the runs of earlier outputs; train nothing.")
     a = ap.parse_args(argv)
+    if a.merge:
+        return merge(a.merge, a.out)
 
     import numpy as np
 
@@ -71,6 +76,24 @@ def main(argv=None) -> int:
     print(json.dumps(_clean(summary), indent=1)[:4000])
     print(f"wrote {a.out} in {time.time() - t_start:.0f} s")
     _ = np
+    return 0
+
+
+def merge(paths, out) -> int:
+    from specprobe.probing.result import _clean, _unclean
+    from specprobe.report.files import write_json
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    runs = [r for part in parts for r in _unclean(part["runs"])]
+    settings = parts[0]["settings"]
+    steps = tuple(int(x) for x in settings["eval_steps"].split(",") if x.strip()) + (settings["steps"],)
+    summary = summarise(runs, steps)
+    merged = {"schema": "specprobe.whitening-ab/1", "settings": {**settings, "seeds": ",".join(p["settings"]["seeds"] for p in parts)},
+              "summary": summary, "runs": runs, "wall_time_s": [p["wall_time_s"] for p in parts],
+              "machine": parts[0]["machine"], "merged_from": [str(p) for p in paths]}
+    write_json(out, _clean(merged))
+    print(json.dumps(_clean(summary), indent=1)[:4000])
+    print(f"wrote {out}")
     return 0
 
 
