@@ -169,3 +169,40 @@ def test_training_pairs_never_overlap_the_heldout_pairs(tmp_path):
     for bad in (_small_train_file(tmp_path, include_heldout_state=True), default_sample_path()):
         with pytest.raises(DataError, match="shares a state"):
             check_disjoint(*target.lookahead_pools(train_data=str(bad)))
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from specprobe.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_lookahead_prints_the_band_table_and_writes_files(tmp_path):
+    out = tmp_path / "out"
+    r = _cli("lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "1",
+             "--batch-size", "2", "--repeats", "1", "--threads", "1", "--out", out)
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert "noise (±, 1 repeat)" in r.stdout and "whiten(gamma=0.5,eps=0.02) − baseline" in r.stdout
+    assert "vs baseline after 1 steps" in r.stdout and "Adam lr 0.00015, fresh" in r.stdout
+    obj = json.loads((out / "lookahead.json").read_text())
+    assert obj["schema"] == "specprobe.lookahead/1" and len(obj["provenance"]["checkpoint"]["sha256"]) == 64
+    assert obj["provenance"]["command_line"][0] == "specprobe" and obj["provenance"]["library_versions"]["torch"]
+    assert [a["name"] for a in obj["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1"]
+    assert (out / "lookahead.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--optimizer", "rmsprop"], "optimizer: expected one of adam, adamw, sgd"),
+    (["--steps", "-1"], "steps: expected an integer >= 0"),
+    (["--train-time-stop", "2000-01-01"], "split fme netCDF data by time"),
+    (["--train-data", "HELDOUT", "--steps", "0"], "shares a state with the training pairs"),
+])
+def test_cli_lookahead_bad_input_is_one_line(tmp_path, args, match):
+    from specprobe.models.th.format import default_sample_path
+
+    args = [default_sample_path() if a == "HELDOUT" else a for a in args]
+    r = _cli("lookahead", *args, "--out", tmp_path / "out", "--threads", "1")
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and match in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
