@@ -38,9 +38,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", type=Path, default=Path("whitening_ab.json"))
     ap.add_argument("--merge", nargs="+", type=Path, help="Combine the runs of earlier outputs; train nothing.")
+    ap.add_argument("--figure", type=Path, help="With --merge: per-degree figure of the A/B's final difference.")
+    ap.add_argument("--short", type=Path, help="With --figure: a lookahead.json to overlay (scaled by steps).")
     a = ap.parse_args(argv)
     if a.merge:
-        return merge(a.merge, a.out)
+        merge(a.merge, a.out)
+        if a.figure:
+            plot(json.loads(a.out.read_text()), a.figure, json.loads(a.short.read_text()) if a.short else None)
+        return 0
 
     import numpy as np
 
@@ -95,6 +100,44 @@ def merge(paths, out) -> int:
     print(json.dumps(_clean(summary), indent=1)[:4000])
     print(f"wrote {out}")
     return 0
+
+
+def plot(ab: dict, path, short: dict | None) -> None:
+    """Per degree (l >= 1): (whitened - baseline) / checkpoint after the A/B's last step, mean and range over
+    seeds; a short lookahead's difference times (A/B steps / its steps) on top: linear extrapolation."""
+    import numpy as np
+
+    from specprobe.report.figures import _plt, _save, add_km_axis
+
+    plt = _plt()
+    metrics = (("energy_score", "energy score (unwhitened)"), ("mse", "ensemble-mean squared error"),
+               ("power_ratio", "power ratio pred/target"))
+    fig, axes = plt.subplots(1, 3, figsize=(15.5, 4.4))
+    n_steps = ab["settings"]["steps"]
+    for ax, (m, title) in zip(axes, metrics):
+        diffs = []
+        for r in ab["runs"]:
+            before = np.asarray(r["before"]["per_degree"]["overall"][m], dtype=float)[1:]
+            base, arm = (np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in r["arms"][:2])
+            diffs.append(100 * (arm - base) / np.abs(before))
+        diffs = np.asarray(diffs)
+        ell = np.arange(1, diffs.shape[1] + 1)
+        ax.fill_between(ell, diffs.min(0), diffs.max(0), color="#d95f02", alpha=0.3, lw=0)
+        ax.plot(ell, diffs.mean(0), color="#d95f02", lw=1.5, label=f"A/B, {n_steps} steps ({len(diffs)} seeds, range shaded)")
+        if short is not None:
+            k = short["settings"]["steps"]
+            before = np.asarray(short["before"]["per_degree"]["overall"][m], dtype=float)[1:]
+            base, arm = (np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in short["arms"][:2])
+            ax.plot(ell, 100 * (arm - base) / np.abs(before) * n_steps / k, color="#1b9e77", lw=1.2, ls="--",
+                    label=f"lookahead, {k} steps, x{n_steps / k:g}")
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xlabel("degree l")
+        ax.set_ylabel("whitened − baseline, % of the checkpoint's value at l")
+        ax.set_title(title, fontsize=10)
+        add_km_axis(ax)
+        ax.grid(True, alpha=0.25)
+        ax.legend(fontsize=7)
+    _save(fig, path, "png")
 
 
 def summarise(runs: list[dict], steps: tuple) -> dict:
