@@ -47,8 +47,6 @@ def main(argv=None) -> int:
             plot(json.loads(a.out.read_text()), a.figure, json.loads(a.short.read_text()) if a.short else None)
         return 0
 
-    import numpy as np
-
     from specprobe.models.registry import load_target
     from specprobe.probing.engine import configure_cpu_threads
     from specprobe.probing.lookahead import LookaheadSettings, run_lookahead
@@ -80,7 +78,6 @@ def main(argv=None) -> int:
     write_json(a.out, _clean(out))
     print(json.dumps(_clean(summary), indent=1)[:4000])
     print(f"wrote {a.out} in {time.time() - t_start:.0f} s")
-    _ = np
     return 0
 
 

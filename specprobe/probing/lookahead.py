@@ -97,7 +97,11 @@ def optimizer_factory(params, recipe_opt: dict, s: LookaheadSettings):
 
     rec = recipe_opt or {}
     run_type = (rec.get("type") or "").lower() or None
+    run_type = {"fusedadam": "adamw"}.get(run_type, run_type)  # fme builds FusedAdam as AdamW(fused=True)
     kind = (s.optimizer or run_type or "adam").lower()
+    if kind not in OPTIMIZERS:
+        raise SpecprobeError(f"the run's optimizer {rec.get('type')!r} is not one lookahead can rebuild; "
+                             f"choose --optimizer {'|'.join(OPTIMIZERS)}")
     lr = s.lr if s.lr is not None else rec.get("lr")
     if lr is None:
         raise SpecprobeError("the checkpoint records no learning rate; give --lr")

@@ -57,11 +57,6 @@ def training_recipe(target) -> dict:
     return {"loss": loss, "optimizer": optimizer}
 
 
-def _read_all(source, indices):
-    fields, times = source.read(indices)
-    return fields, times
-
-
 def _pool(fields, times, spec, description) -> PairPool:
     from .data import _batch
 
@@ -122,7 +117,7 @@ def lookahead_pools(target, data, train_data, *, n_train, n_eval, seed, train_ti
     pick_train = [train_idx[i] for i in choose_indices(len(train_idx), min(n_train, len(train_idx)), seed, "training data")]
     n_eval = len(eval_idx) if n_eval is None else min(n_eval, len(eval_idx))
     pick_eval = eval_idx[:n_eval]
-    tf, tt = _read_all(train_src, pick_train)
-    ef, et = _read_all(eval_src, pick_eval)
+    tf, tt = train_src.read(pick_train)
+    ef, et = eval_src.read(pick_eval)
     return (_pool(tf, tt, spec, {"source": str(train_data or data), "synthetic": False, **how}),
             _pool(ef, et, spec, {"source": str(data), "synthetic": False, **how}))
