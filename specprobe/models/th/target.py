@@ -141,14 +141,17 @@ class THSFNOTarget:
                                            "(torch defaults); no optimizer state stored (fresh moments)")
         return {"loss": recipe_loss, "optimizer": optimizer}
 
-    def lookahead_pools(self, data=None, train_data=None, *, n_train: int = 20, n_eval: int | None = None,
+    def lookahead_pools(self, data=None, train_data=None, *, n_train: int | None = None, n_eval: int | None = None,
                         seed: int = 0, cache_dir=None):
         """(training pool, evaluation pool). Evaluation: ``data`` (default: the bundled held-out pairs).
 
-        Training: ``train_data`` (a data file), or fresh shallow-water pairs from the run's own recipe
-        (specprobe/models/th/swe.py with the checkpoint's recorded data config), seeded and cached.
+        Training: ``train_data`` (a data file; its first ``n_train`` pairs, default all), or ``n_train``
+        (default 20) fresh shallow-water pairs from the run's own recipe (specprobe/models/th/swe.py with
+        the checkpoint's recorded data config), seeded and cached. ``seed`` does not change the data.
         """
-        hx, hy, hinfo = self.load_pairs(data)
+        if n_train is not None and n_train < 1:
+            raise DataError(f"--n-train {n_train}: expected at least 1 training pair")
+        hx, hy, _ = self.load_pairs(data)
         if n_eval is not None:
             if n_eval < 1 or n_eval > hx.shape[0]:
                 raise DataError(f"--n-eval {n_eval}: the evaluation data holds {hx.shape[0]} pairs")
@@ -159,7 +162,7 @@ class THSFNOTarget:
             tx, ty, _ = self.load_pairs(train_data)
             desc = {"source": str(train_data), "pairs": int(tx.shape[0])}
         else:
-            path, desc = self._fresh_training_file(n_train, cache_dir)
+            path, desc = self._fresh_training_file(20 if n_train is None else n_train, cache_dir)
             tx, ty, _ = self.load_pairs(path)
         if n_train is not None and train_data is not None and n_train < tx.shape[0]:
             tx, ty = tx[:n_train], ty[:n_train]
