@@ -206,3 +206,39 @@ def test_cli_lookahead_bad_input_is_one_line(tmp_path, args, match):
     r = _cli("lookahead", *args, "--out", tmp_path / "out", "--threads", "1")
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and match in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def test_checkpoint_optimizer_state_is_restored_fresh_for_every_arm():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    run = torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.9))
+    for _ in range(3):  # a run's history: moments and a step count
+        run.zero_grad()
+        (p ** 2).sum().backward()
+        run.step()
+    saved = run.state_dict()
+    recipe = {"type": "Adam", "lr": 0.01, "hyper": {"betas": [0.8, 0.9]}, "state": saved, "source": "test"}
+    make, prov = optimizer_factory([p], recipe, LookaheadSettings())
+    assert prov["state"].startswith("checkpoint optimizer state") and prov["hyper_parameters"]["betas"] == (0.8, 0.9)
+    first = make()
+    exp_avg = first.state[p]["exp_avg"].clone()
+    assert float(first.state[p]["step"]) == 3 and torch.equal(exp_avg, saved["state"][0]["exp_avg"])
+    first.zero_grad()
+    (p ** 2).sum().backward()
+    first.step()  # one arm's step must not leak into the next arm's starting state
+    assert torch.equal(make().state[p]["exp_avg"], exp_avg) and torch.equal(saved["state"][0]["exp_avg"], exp_avg)
+    assert optimizer_factory([p], recipe, LookaheadSettings(optimizer="adamw"))[1]["state"].startswith("checkpoint")
+    _, sgd = optimizer_factory([p], recipe, LookaheadSettings(optimizer="sgd", lr=0.1))
+    assert sgd["type"] == "SGD" and sgd["state"] == "fresh: the checkpoint's state is Adam's, not usable by SGD"
+
+
+def test_fresh_shallow_water_training_pairs_are_cached_and_unseen(tmp_path):
+    from specprobe.models.registry import load_target
+
+    target = load_target()
+    train, evals = target.lookahead_pools(n_train=5, cache_dir=tmp_path)
+    desc = train.description
+    assert train.size == 5 and desc["cached"] is False and desc["recipe"]["seed"] == 500  # the run used 1 and 2
+    assert desc["recipe"]["interval_h"] == 3.0 and desc["recipe"]["spinup_h"] == 12.0  # the run's data recipe
+    assert check_disjoint(train, evals) == 6
+    again, _ = target.lookahead_pools(n_train=5, cache_dir=tmp_path)
+    assert again.description["cached"] is True and again.state_keys == train.state_keys
