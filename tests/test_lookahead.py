@@ -242,3 +242,18 @@ def test_fresh_shallow_water_training_pairs_are_cached_and_unseen(tmp_path):
     assert check_disjoint(train, evals) == 6
     again, _ = target.lookahead_pools(n_train=5, cache_dir=tmp_path)
     assert again.description["cached"] is True and again.state_keys == train.state_keys
+
+
+def test_the_runs_gradient_clipping_is_applied():
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, _ = target.pools()
+    g0 = target.gain.detach().numpy().copy()
+    grad = closed_form_gradient(target, 4)
+    clip = 0.1 * float(np.linalg.norm(grad))  # well below the gradient norm: clipping bites
+    recipe = {"type": "SGD", "lr": 0.05, "hyper": {}, "state": None, "max_grad_norm": clip, "source": "test"}
+    s = LookaheadSettings(steps=1, batch_size=4, n_ensemble=1, crps_weight=0.0, energy_score_weight=1.0)
+    make, prov = optimizer_factory(list(target.module.parameters()), recipe, s)
+    assert prov["max_grad_norm"] == clip and prov["type"] == "SGD"
+    train_arm(target, make, None, batch_schedule(4, 1, 4, 0), train, resolve_loss(None, s), noise_seed0=0)
+    expected = g0 - 0.05 * grad * clip / (np.linalg.norm(grad) + 1e-6)  # torch's clip_grad_norm_ coefficient
+    np.testing.assert_allclose(target.gain.detach().numpy(), expected, rtol=0, atol=1e-10)

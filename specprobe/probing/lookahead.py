@@ -127,7 +127,9 @@ def optimizer_factory(params, recipe_opt: dict, s: LookaheadSettings):
         make()
     except ValueError as e:
         raise SpecprobeError(f"the checkpoint's optimizer state does not fit the model's parameters: {e}") from None
-    prov = {"type": cls.__name__, "lr": float(lr), "hyper_parameters": kwargs,
+    clip = rec.get("max_grad_norm")
+    make.max_grad_norm = float(clip) if clip is not None else None
+    prov = {"type": cls.__name__, "lr": float(lr), "hyper_parameters": kwargs, "max_grad_norm": make.max_grad_norm,
             "state": "checkpoint optimizer state (moments and step count)" if state is not None else "fresh (no moments)",
             "type_source": "--optimizer" if s.optimizer else rec.get("source", "default (Adam)"),
             "lr_source": "--lr" if s.lr is not None else rec.get("source", ""),
@@ -237,6 +239,11 @@ def train_arm(target, make_optimizer, whitening, schedule, train_pool, loss: dic
             raise SpecprobeError(f"the training loss became {float(value)} at step {k}; lower --lr")
         opt.zero_grad(set_to_none=True)
         value.backward()
+        clip = getattr(make_optimizer, "max_grad_norm", None)
+        if clip is not None:  # the run clipped its global gradient norm (fme max_grad_norm)
+            import torch
+
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
         opt.step()
         losses.append(float(value.detach()))
         if after_step is not None:
@@ -256,7 +263,7 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
     recipe = target.training_recipe()
     loss = resolve_loss(recipe.get("loss"), s)
     module = target.trainable_module()
-    params = [p for p in module.parameters() if p.requires_grad]
+    params = list(module.parameters())  # all of them, as fme's optimizer holds them (frozen ones get no grad)
     make_opt, opt_prov = optimizer_factory(params, recipe.get("optimizer"), s)
     initial = copy.deepcopy(module.state_dict())
     started = time.perf_counter()
@@ -351,6 +358,7 @@ def summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_poo
             "mse": "physical degree power of (ensemble mean - target), loss (normalised) space",
             "power_ratio": "physical degree power of the members (mean over members) / of the target",
             "power_convention": POWER_CONVENTIONS["physical"],
+            "forward": "the adapter's training forward (fme: modules in train mode), no gradients, fixed noise seeds",
             "bands": "band value = sum over the band's degrees (power_ratio: ratio of the band sums); overall = "
                      "mean over channels (power_ratio: ratio of channel sums)",
             "relative_change": "(value - reference) / |checkpoint value|; noise = RMS over repeat baselines of "

@@ -44,6 +44,7 @@ def training_recipe(target) -> dict:
     opt = (target._obj.get("optimization") or {}).get("optimizer_state_dict")
     yaml_opt = _config_yaml_optimization(target.path)
     optimizer = {"type": yaml_opt.get("optimizer_type"), "lr": yaml_opt.get("lr"), "hyper": {}, "state": None,
+                 "max_grad_norm": yaml_opt.get("max_grad_norm"),
                  "source": "training config.yaml" if yaml_opt else "not recorded"}
     if opt:
         group = opt["param_groups"][0]
@@ -77,6 +78,7 @@ def lookahead_pools(target, data, train_data, *, n_train, n_eval, seed, train_ti
     from .data import NetcdfPairs, choose_indices, synthetic_pairs, synthetic_times
 
     spec = target.data_spec()
+    target._last_source = "synthetic" if data is None else str(data)  # what describe() reports
     if data is None:
         if train_data is not None or train_time_stop is not None or eval_time_start is not None:
             raise DataError("--train-data / --train-time-stop / --eval-time-start need --data (the evaluation source)")
