@@ -380,6 +380,8 @@ def lookahead(
     batch_size: int = typer.Option(4, "--batch-size", help="Training pairs per step."),
     n_ensemble: Optional[int] = typer.Option(None, "--n-ensemble", help="Members per pair (default: as trained, else 2)."),
     repeats: int = typer.Option(1, "--repeats", help="Extra baseline arms with other batch orders and noise: the noise level."),
+    paired: bool = typer.Option(False, "--paired", help="Repeats rerun every arm, not only the baseline: also the "
+                                "spread of the paired arm − baseline difference (costs one arm per variant per repeat)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, adamw or sgd (default: the run's)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: the run's, see provenance)."),
     crps_weight: Optional[float] = typer.Option(None, "--crps-weight", help="CRPS weight (default: as trained)."),
@@ -417,6 +419,7 @@ def lookahead(
 
     _check_format(fmt)
     settings = LookaheadSettings(steps=steps, batch_size=batch_size, n_ensemble=n_ensemble, repeats=repeats, seed=seed,
+                                 paired=paired,
                                  crps_weight=crps_weight, energy_score_weight=energy_score_weight,
                                  optimizer=optimizer, lr=lr, bands=bands)
     variants = whitening if whitening else ["per_sample"]

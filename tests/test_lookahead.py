@@ -257,3 +257,23 @@ def test_the_runs_gradient_clipping_is_applied():
     train_arm(target, make, None, batch_schedule(4, 1, 4, 0), train, resolve_loss(None, s), noise_seed0=0)
     expected = g0 - 0.05 * grad * clip / (np.linalg.norm(grad) + 1e-6)  # torch's clip_grad_norm_ coefficient
     np.testing.assert_allclose(target.gain.detach().numpy(), expected, rtol=0, atol=1e-10)
+
+
+def test_paired_repeats_measure_the_spread_of_the_arm_difference():
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, evals = target.pools()
+    common = dict(steps=2, batch_size=2, n_ensemble=1, repeats=2, optimizer="sgd", lr=0.05, crps_weight=0.0,
+                  energy_score_weight=1.0)
+    paired = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(paired=True, **common))
+    plain = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(**common))
+    arm = "per_sample(gamma=1,eps_frac=0.02)"
+    assert [a["name"] for a in paired["arms"]] == ["baseline", arm, "baseline#repeat1", f"{arm}#repeat1",
+                                                   "baseline#repeat2", f"{arm}#repeat2"]
+    by_name = {a["name"]: a["bands"]["energy_score"]["high"]["overall"] for a in paired["arms"]}
+    row, ref = paired["table"]["energy_score"]["high"], paired["before"]["bands"]["energy_score"]["high"]["overall"]
+    diffs = [(by_name[arm + sfx] - by_name["baseline" + sfx]) / abs(ref) for sfx in ("", "#repeat1", "#repeat2")]
+    assert row["arms"][arm]["paired_sd"] == pytest.approx(np.std(diffs, ddof=1), rel=1e-12)
+    assert row["arms"][arm]["paired_sd"] > 0  # other orders, other batches: the difference moves
+    # the noise column stays the baseline reruns' own spread, with or without paired repeats
+    assert row["noise"] == plain["table"]["energy_score"]["high"]["noise"] > 0
+    assert "paired_sd" not in plain["table"]["energy_score"]["high"]["arms"][arm]

@@ -49,6 +49,7 @@ class LookaheadSettings:
     n_ensemble: int | None = None  # None: what the run trained with, else 2
     eval_batch_size: int = 8
     repeats: int = 1
+    paired: bool = False  # repeats also rerun every whitened arm: the spread of the paired difference
     seed: int = 0
     crps_weight: float | None = None  # None: what the run trained with
     energy_score_weight: float | None = None
@@ -271,7 +272,8 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
     before = evaluate(target, eval_pool, n_ensemble=loss["n_ensemble"], batch_size=s.eval_batch_size)
     n_degrees = before["mse"].shape[-1]
     bands = parse_bands(s.bands, n_degrees)
-    runs = [(cfg, 0) for cfg in configs] + [(configs[0], r) for r in range(1, s.repeats + 1)]
+    rerun = configs if s.paired else configs[:1]
+    runs = [(cfg, 0) for cfg in configs] + [(cfg, r) for r in range(1, s.repeats + 1) for cfg in rerun]
     arms = []
     try:
         for i, (cfg, r) in enumerate(runs):
@@ -289,7 +291,7 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
             losses = train_arm(target, make_opt, cfg if cfg.kind != "none" else None, schedule, train_pool, loss,
                                noise_seed0=(s.seed * 1_000_003 + r) * 10_007, after_step=score_at if eval_steps else None)
             after = evaluate(target, eval_pool, n_ensemble=loss["n_ensemble"], batch_size=s.eval_batch_size)
-            arms.append({"name": cfg.name if r == 0 else f"baseline#repeat{r}", "variant": cfg.name,
+            arms.append({"name": cfg.name if r == 0 else f"{cfg.name}#repeat{r}", "variant": cfg.name,
                          "whitening": cfg.to_dict(), "repeat": r, "order_seed": order_seed,
                          "train_loss": losses, "scores": after, "seconds": time.perf_counter() - t0,
                          **({"intermediate": intermediate} if eval_steps else {})})
@@ -307,9 +309,12 @@ def _rel(a, b, ref):
 
 def compare_bands(arms: list[dict], before_bands: dict) -> dict:
     """Each arm vs the untouched checkpoint and vs the baseline arm, relative to the checkpoint's value;
-    noise = RMS over the repeat baselines of (repeat - baseline), in the same units."""
+    noise = RMS over the repeat baselines of (repeat - baseline), in the same units; with paired repeats
+    also ``paired_sd``: the standard deviation over batch orders of (arm - baseline) on the same order."""
     base = arms[0]["bands"]
-    repeats = [a["bands"] for a in arms if a["repeat"] > 0]
+    base_name = arms[0]["variant"]
+    repeats = [a["bands"] for a in arms if a["repeat"] > 0 and a["variant"] == base_name]
+    by_order = {(a["variant"], a["repeat"]): a["bands"] for a in arms}
     out = {}
     for m, per_band in before_bands.items():
         out[m] = {}
@@ -324,9 +329,15 @@ def compare_bands(arms: list[dict], before_bands: dict) -> dict:
                     continue
                 v = a["bands"][m][band]["overall"]
                 d_base = _rel(v, b, ref)
+                paired = [_rel(by_order[(a["variant"], r)][m][band]["overall"],
+                               by_order[(base_name, r)][m][band]["overall"], ref)
+                          for r in range(len(repeats) + 1) if (a["variant"], r) in by_order]
                 row["arms"][a["name"]] = {"value": v, "vs_checkpoint": _rel(v, ref, ref), "vs_baseline": d_base,
                                           "beyond_noise": bool(math.isfinite(noise) and abs(d_base) > 2 * noise)
                                           if a is not arms[0] else None}
+                if a is not arms[0] and len(paired) > 1:
+                    row["arms"][a["name"]]["paired_sd"] = float(np.std(paired, ddof=1))
+                    row["arms"][a["name"]]["paired_mean"] = float(np.mean(paired))
             out[m][band] = row
     return out
 
@@ -351,7 +362,9 @@ def summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_poo
                  "disjoint": f"no state of the {train_pool.size} training pairs ({n_checked} distinct states) is in "
                              f"the {eval_pool.size} evaluation pairs (exact byte fingerprints)",
                  "train_order": "seeded shuffles of the training pool; every arm of one repeat uses the same "
-                                "batches, order and noise seeds; repeats change order and noise"},
+                                "batches, order and noise seeds; repeats change order and noise"
+                                + ("; paired: every arm is rerun on each repeat's order" if s.paired else
+                                   "; repeats rerun the baseline only")},
         "conventions": {
             "energy_score": "unwhitened fair energy score per degree: sum_m mode_w[m] * ES[l,m] / (2 sqrt(LM)), "
                             "mean over pairs; skill - spread; the sum over l is fme's energy-score loss",

@@ -47,6 +47,10 @@ def lookahead_table(result: dict):
                 mark = " *" if d["beyond_noise"] else ""
                 cells.append(_pct(d["vs_baseline"]) + mark)
             rows.append((f"{_short(a)} − baseline", cells))
+        for a in arms[1:]:
+            if "paired_sd" in per_band[bands[0]]["arms"][a]:
+                rows.append((f"{_short(a)} − baseline, paired sd",
+                             [_num(100 * per_band[b]["arms"][a]["paired_sd"], "±{:.2f}%") for b in bands]))
         rows.append((f"noise (±, {reps} repeat{'s' if reps != 1 else ''})",
                      [_num(None if per_band[b]["noise"] is None else 100 * per_band[b]["noise"], "{:.2f}%")
                       for b in bands]))
@@ -72,6 +76,8 @@ def verdict(result: dict) -> list[str]:
                 noise = row["noise"]
                 tag = "beyond noise" if row["arms"][a]["beyond_noise"] else "within noise" if noise is not None and \
                     math.isfinite(noise) else "no noise level (--repeats 0)"
+                if row["arms"][a].get("paired_sd") is not None:
+                    tag += f", paired sd ±{100 * row['arms'][a]['paired_sd']:.2f}%"
                 cells.append(f"{b} {_pct(d)} ({tag})")
             parts.append(f"{label} " + ", ".join(cells))
         lines.append(f"{_short(a)} vs baseline after {result['settings']['steps']} steps: " + "; ".join(parts))
@@ -104,7 +110,7 @@ def plot_lookahead(result: dict, path, fmt: str = "png") -> None:
             for i, a in enumerate(x for x in result["arms"] if x["repeat"] == 0 and x["name"] != base_name):
                 ax.plot(degrees, 100 * (arms[a["name"]] - base) / ref, color=_COLORS[(i + 1) % len(_COLORS)], lw=1.4,
                         label=f"{_short(a['name'])} − baseline")
-            reps = [arms[a["name"]] for a in result["arms"] if a["repeat"] > 0]
+            reps = [arms[a["name"]] for a in result["arms"] if a["repeat"] > 0 and a["variant"] == base_name]
             if reps:
                 noise = 100 * np.sqrt(np.mean([(r - base) ** 2 for r in reps], axis=0)) / ref
                 ax.fill_between(degrees, -2 * noise, 2 * noise, color="0.85", zorder=0,
