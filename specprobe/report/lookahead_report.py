@@ -49,7 +49,7 @@ def lookahead_table(result: dict):
             rows.append((f"{_short(a)} − baseline", cells))
         for a in arms[1:]:
             if "paired_sd" in per_band[bands[0]]["arms"][a]:
-                rows.append((f"{_short(a)} − baseline, paired sd",
+                rows.append((f"  paired sd over {reps + 1} orders",
                              [_num(100 * per_band[b]["arms"][a]["paired_sd"], "±{:.2f}%") for b in bands]))
         rows.append((f"noise (±, {reps} repeat{'s' if reps != 1 else ''})",
                      [_num(None if per_band[b]["noise"] is None else 100 * per_band[b]["noise"], "{:.2f}%")
