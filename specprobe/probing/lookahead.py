@@ -425,10 +425,12 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
     train_pool, eval_pool = target.lookahead_pools(data, train_data, **pool_kwargs)
     data_s = time.perf_counter() - t0
     result = run_lookahead(target, train_pool, eval_pool, variants=variants, settings=settings, progress=progress)
+    describe = target.describe()
     result["provenance"] = {
         "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
-                       "family": target.family, "ema": ema, "bundled_default": checkpoint is None},
-        "model": target.describe(),
+                       "family": target.family, "format": describe.get("format", target.family), "ema": ema,
+                       "bundled_default": checkpoint is None},
+        "model": describe,
         "training_recipe_used": {"loss": result["loss"], "optimizer": result["optimizer"]},
         "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "cpu_threads": n_threads,
