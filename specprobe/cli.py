@@ -525,6 +525,84 @@ def coupling(
     console.print(f"wrote {out_dir / 'coupling.json'}, " + ", ".join(map(str, written)))
 
 
+@app.command()
+@_guard
+def lookahead(
+    checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled model)."),
+    whitening: Optional[list[str]] = typer.Option(None, "--whitening", help="Arm besides the baseline; repeatable "
+                                                  "(default: per_sample, gamma 0.5)."),
+    steps: int = typer.Option(10, "--steps", help="Optimizer steps per arm."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Training pairs per step."),
+    n_ensemble: Optional[int] = typer.Option(None, "--n-ensemble", help="Members per pair (default: as trained, else 2)."),
+    repeats: int = typer.Option(1, "--repeats", help="Extra baseline arms with other batch orders and noise: the noise level."),
+    paired: bool = typer.Option(False, "--paired", help="Repeats rerun every arm, not only the baseline: also the "
+                                "spread of the paired arm − baseline difference (costs one arm per variant per repeat)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, adamw or sgd (default: the run's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: the run's, see provenance)."),
+    crps_weight: Optional[float] = typer.Option(None, "--crps-weight", help="CRPS weight (default: as trained)."),
+    energy_score_weight: Optional[float] = typer.Option(None, "--energy-score-weight", help="Default: as trained."),
+    data: Optional[str] = typer.Option(None, "--data", help="Evaluation data (th: default the bundled held-out pairs); "
+                                       "fme: netCDF split by time into training and evaluation pairs."),
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="Training pairs from another source "
+                                             "(default th: fresh shallow-water pairs, cached)."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Training pairs in the pool (th default 20, fme 16)."),
+    n_eval: Optional[int] = typer.Option(None, "--n-eval", help="Evaluation pairs (default: all / 16)."),
+    train_time_stop: Optional[str] = typer.Option(None, "--train-time-stop", help="fme: last training time."),
+    eval_time_start: Optional[str] = typer.Option(None, "--eval-time-start", help="fme: first evaluation time."),
+    bands: Optional[str] = typer.Option(None, "--bands"),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda, cuda:i."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("specprobe-out"), "--out", help="Directory for lookahead.json and the figure."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where fresh training pairs are cached "
+                                             "(default: $SPECPROBE_CACHE or ~/.cache/specprobe)."),
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet"),
+    fmt: str = typer.Option("png", "--format"),
+    no_timestamp: bool = typer.Option(False, "--no-timestamp"),
+    ema: bool = typer.Option(False, "--ema"),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+):
+    """Mini A/B from the checkpoint: N training steps per loss variant, scored per degree on held-out pairs."""
+    import json
+
+    from .probing.lookahead import LookaheadSettings
+    from .probing.lookahead import lookahead as run
+    from .probing.result import _clean
+    from .report.files import prepare_out_dir, write_json
+    from .report.lookahead_report import lookahead_table, plot_lookahead, verdict
+
+    _check_format(fmt)
+    settings = LookaheadSettings(steps=steps, batch_size=batch_size, n_ensemble=n_ensemble, repeats=repeats, seed=seed,
+                                 paired=paired,
+                                 crps_weight=crps_weight, energy_score_weight=energy_score_weight,
+                                 optimizer=optimizer, lr=lr, bands=bands)
+    variants = whitening if whitening else ["per_sample"]
+    from .probing.engine import as_variants
+
+    as_variants(variants)
+    out_dir = prepare_out_dir(out)
+    result = _clean(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
+                        n_train=n_train, n_eval=n_eval, device=device, threads=threads, cache_dir=cache_dir,
+                        trust_checkpoint=trust_checkpoint, ema=ema, train_time_stop=train_time_stop,
+                        eval_time_start=eval_time_start, command_line=["specprobe", *sys.argv[1:]],
+                        timestamp=not no_timestamp))
+    write_json(out_dir / "lookahead.json", result)
+    figure = out_dir / f"lookahead.{fmt}"
+    plot_lookahead(result, figure, fmt)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    console = _console(quiet)
+    console.print(lookahead_table(result))
+    for line in verdict(result):
+        console.print(line)
+    console.print(f"optimizer: {result['optimizer']['type']} lr {result['optimizer']['lr']:.3g}, "
+                  f"{result['optimizer']['state']}; loss {result['loss']['crps_weight']:g} CRPS + "
+                  f"{result['loss']['energy_score_weight']:g} ES, {result['loss']['n_ensemble']} members")
+    console.print(f"wrote {out_dir / 'lookahead.json'}, {figure}")
+
+
 def main():
     """Console entry point: usage errors (unknown option, bad value) are one line too.
 

@@ -74,3 +74,33 @@ class ProbeTarget(Protocol):
         Members are repeat-interleaved along the batch and every row draws its own noise, as fme
         trains; ``seed`` makes the noise reproducible.
         """
+
+
+@dataclass
+class PairPool:
+    """A fixed set of input/target pairs: what a lookahead trains on, or scores on.
+
+    ``take(indices)`` returns those pairs as one :class:`Batch` for the adapter's ``forward``.
+    ``state_keys[i]`` fingerprints pair i's input and target states (bytes of the fields), so a
+    caller can prove that no state of a training pair is also in an evaluation pair.
+    """
+
+    size: int
+    take: Any  # Callable[[list[int]], Batch]
+    state_keys: list  # per pair: (input fingerprint, target fingerprint)
+    description: dict = field(default_factory=dict)
+
+
+def state_fingerprints(fields) -> list[str]:
+    """One sha1 per leading index of a tensor (N, ...) or a dict of them (same N): its exact bytes."""
+    import hashlib
+
+    tensors = [fields[k] for k in sorted(fields)] if isinstance(fields, dict) else [fields]
+    n = int(tensors[0].shape[0])
+    out = []
+    for i in range(n):
+        h = hashlib.sha1()
+        for t in tensors:
+            h.update(t[i].detach().cpu().contiguous().numpy().tobytes())
+        out.append(h.hexdigest())
+    return out

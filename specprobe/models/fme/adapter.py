@@ -368,6 +368,26 @@ class FmeTarget:
             return None
         return adam_by_l(self._obj, self)
 
+    # -------------------------------------------------------------- training (lookahead)
+
+    def trainable_module(self):
+        """fme's ``stepper.modules``: the parameters, in the order fme hands them to its optimizer."""
+        return self.stepper.modules
+
+    def training_recipe(self) -> dict:
+        """The run's loss, ensemble size and optimizer: ``ckpt.tar``'s optimizer state when stored."""
+        from .lookahead_data import training_recipe
+
+        return training_recipe(self)
+
+    def lookahead_pools(self, data=None, train_data=None, *, n_train: int = 16, n_eval: int | None = 16,
+                        seed: int = 0, cache_dir=None, train_time_stop=None, eval_time_start=None):
+        """(training pool, evaluation pool): a time split of ``data`` (or two sources), else synthetic."""
+        from .lookahead_data import lookahead_pools
+
+        return lookahead_pools(self, data, train_data, n_train=n_train, n_eval=n_eval, seed=seed,
+                               train_time_stop=train_time_stop, eval_time_start=eval_time_start)
+
     # -------------------------------------------------------------- describe
 
     def describe(self) -> dict:

@@ -163,3 +163,120 @@ class THSFNOTarget:
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         gen = self.model(x.repeat_interleave(n_ensemble, dim=0), generator)
         return gen.reshape(b, n_ensemble, *gen.shape[1:]), y[:, None]
+
+    # -- training (what `specprobe lookahead` fine-tunes) ----------------------------------------
+    def trainable_module(self):
+        """The module a fine-tune updates: the whole stochastic SFNO (noise transform has no weights)."""
+        return self.model
+
+    def training_recipe(self) -> dict:
+        """How the checkpoint says it was trained: loss weights, ensemble size, optimizer (no state)."""
+        tr = self.spec.training or {}
+        loss, opt = tr.get("loss") or {}, tr.get("optimizer") or {}
+        recipe_loss = None
+        if "crps_weight" in loss or "energy_score_weight" in loss:
+            recipe_loss = {"crps_weight": float(loss.get("crps_weight", 0.0)),
+                           "energy_score_weight": float(loss.get("energy_score_weight", 1.0)),
+                           "n_ensemble": loss.get("n_ensemble"), "source": "checkpoint training metadata"}
+        optimizer = {"type": opt.get("name"), "lr": None, "hyper": {}, "state": None,
+                     "source": "not recorded in the checkpoint"}
+        if opt.get("lr") is not None:
+            lr, note = float(opt["lr"]), "the run's recorded lr"
+            if "cosine" in str(opt.get("schedule", "")) and opt.get("lr_final_frac") is not None:
+                # The checkpoint is the end of its schedule: continuing it means the final lr, not the peak.
+                lr, note = lr * float(opt["lr_final_frac"]), (f"the run's final lr: peak {opt['lr']:g} x lr_final_frac "
+                                                              f"{opt['lr_final_frac']:g} ({opt['schedule']})")
+            optimizer.update(lr=lr, source=f"checkpoint training metadata; lr = {note}; betas/eps not recorded "
+                                           "(torch defaults); no optimizer state stored (fresh moments)")
+        return {"loss": recipe_loss, "optimizer": optimizer}
+
+    def lookahead_pools(self, data=None, train_data=None, *, n_train: int | None = None, n_eval: int | None = None,
+                        seed: int = 0, cache_dir=None):
+        """(training pool, evaluation pool). Evaluation: ``data`` (default: the bundled held-out pairs).
+
+        Training: ``train_data`` (a data file; its first ``n_train`` pairs, default all), or ``n_train``
+        (default 20) fresh shallow-water pairs from the run's own recipe (specprobe/models/th/swe.py with
+        the checkpoint's recorded data config), seeded and cached. ``seed`` does not change the data.
+        """
+        if n_train is not None and n_train < 1:
+            raise DataError(f"--n-train {n_train}: expected at least 1 training pair")
+        hx, hy, _ = self.load_pairs(data)
+        if n_eval is not None:
+            if n_eval < 1 or n_eval > hx.shape[0]:
+                raise DataError(f"--n-eval {n_eval}: the evaluation data holds {hx.shape[0]} pairs")
+            hx, hy = hx[:n_eval], hy[:n_eval]
+        eval_pool = self._pool(hx, hy, {"source": "bundled held-out sample" if data is None else str(data),
+                                        "pairs": int(hx.shape[0])})
+        if train_data is not None:
+            tx, ty, _ = self.load_pairs(train_data)
+            desc = {"source": str(train_data), "pairs": int(tx.shape[0])}
+        else:
+            path, desc = self._fresh_training_file(20 if n_train is None else n_train, cache_dir)
+            tx, ty, _ = self.load_pairs(path)
+        if n_train is not None and train_data is not None and n_train < tx.shape[0]:
+            tx, ty = tx[:n_train], ty[:n_train]
+            desc["pairs"] = n_train
+        return self._pool(tx, ty, desc), eval_pool
+
+    def _pool(self, x, y, description):
+        from ..base import PairPool, state_fingerprints
+
+        def take(indices):
+            idx = list(indices)
+            return Batch(payload={"input": x[idx], "target": y[idx]}, size=len(idx), meta={"pairs": idx})
+
+        keys = list(zip(state_fingerprints(x), state_fingerprints(y)))
+        return PairPool(size=int(x.shape[0]), take=take, state_keys=keys, description=description)
+
+    def _fresh_training_file(self, n_train: int, cache_dir):
+        """Shallow-water pairs never seen by the run (a seed its recipe never used), cached by recipe."""
+        import hashlib
+        import json
+        import math
+        from pathlib import Path
+
+        cfg = (self.spec.training or {}).get("config") or {}
+        needed = ("solver_nlat", "solver_nlon", "solver_lmax", "solver_dt", "mach", "spinup_h", "interval_h")
+        if any(k not in cfg for k in needed) or tuple(self.channel_names) != ("h", "u", "v"):
+            raise DataError("this checkpoint does not record the shallow-water recipe of its training data; "
+                            "give training pairs with --train-data FILE (specprobe.th-sfno-data format)")
+        per_traj = 5  # 6 states -> 5 consecutive pairs per trajectory
+        n_traj = max(1, math.ceil(n_train / per_traj))
+        # The run drew training ICs from seed*1000+1 and held-out ICs from seed*1000+2; +500 is neither.
+        recipe = {"n_traj": n_traj, "n_states": per_traj + 1, "seed": int(cfg.get("seed", 0)) * 1000 + 500,
+                  "interval_h": cfg["interval_h"], "spinup_h": cfg["spinup_h"], "nlat": self.nlat, "nlon": self.nlon,
+                  "grid": self.data_grid, "solver_nlat": cfg["solver_nlat"], "solver_nlon": cfg["solver_nlon"],
+                  "lmax": cfg["solver_lmax"], "dt": cfg["solver_dt"], "mach": cfg["mach"]}
+        key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = cache / f"swe-train-{key}.pt"
+        desc = {"source": "fresh shallow-water pairs (specprobe/models/th/swe.py, the run's data recipe)",
+                "recipe": recipe, "cache_file": str(path), "pairs": n_traj * per_traj}
+        if path.is_file():
+            desc["cached"] = True
+            return path, desc
+        from . import swe
+        from .data import save_sample
+
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"cache directory {cache}: cannot create ({e.strerror or e}); set --cache-dir") from None
+        states = swe.trajectories(**recipe)
+        save_sample(path, states, channel_names=swe.CHANNELS, units=swe.UNITS,
+                    grid={"nlat": self.nlat, "nlon": self.nlon, "type": self.data_grid},
+                    timestep_hours=float(cfg["interval_h"]), description="lookahead training pairs",
+                    source={"generator": "specprobe lookahead", **recipe})
+        desc["cached"] = False
+        return path, desc
+
+
+def default_cache_dir():
+    """$SPECPROBE_CACHE, else $XDG_CACHE_HOME/specprobe, else ~/.cache/specprobe."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("SPECPROBE_CACHE"):
+        return Path(os.environ["SPECPROBE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "specprobe"

@@ -1,0 +1,279 @@
+"""`specprobe lookahead`: hand-computed optimizer steps on the gain model, identical arms at 0 steps,
+seeded reproducibility, and training pairs that never overlap evaluation pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gain_model import GainTarget, closed_form_gradient
+from specprobe.errors import DataError
+from specprobe.models.base import Batch, PairPool, state_fingerprints
+from specprobe.probing.lookahead import (
+    LookaheadSettings,
+    batch_schedule,
+    check_disjoint,
+    optimizer_factory,
+    resolve_loss,
+    run_lookahead,
+    train_arm,
+)
+from specprobe.spectral import loss_scaling
+
+
+class GainLookahead(GainTarget):
+    """The closed-form gain model with what a lookahead needs: pairs 0..n_train-1 train, the rest evaluate."""
+
+    def __init__(self, n_train=4, n_eval=2, **kw):
+        super().__init__(n_total=n_train + n_eval, **kw)
+        self.n_train = n_train
+        self.module = torch.nn.Module()
+        self.module.gain = self.gain
+
+    def trainable_module(self):
+        return self.module
+
+    def training_recipe(self):
+        return {"loss": None, "optimizer": {"type": None, "lr": None, "hyper": {}, "state": None, "source": "test"}}
+
+    def pool(self, lo, hi):
+        x, y = self.x[lo:hi], self.y[lo:hi]
+        take = lambda idx: Batch((x[list(idx)], y[list(idx)]), size=len(idx))  # noqa: E731
+        return PairPool(hi - lo, take, list(zip(state_fingerprints(x), state_fingerprints(y))), {"source": "gain"})
+
+    def pools(self):
+        return self.pool(0, self.n_train), self.pool(self.n_train, self.x.shape[0])
+
+
+def _es_per_degree(target, gain, lo, hi):
+    """Closed form of the evaluation: E = 1, so ES = skill = |g x_hat - y_hat| per mode; (C, L) mean over pairs."""
+    x_hat, y_hat = (t.detach().numpy()[lo:hi] for t in target.x_hat(hi))
+    L, M = x_hat.shape[-2:]
+    w = np.full(M, 2.0)
+    w[0] = 1.0
+    per = (np.abs(gain[None, :, :, None] * x_hat - y_hat) * w).sum(-1) / loss_scaling(L, M)
+    return per.mean(0)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_one_step_on_the_gain_model_is_the_hand_computed_step(kind):
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, evals = target.pools()
+    lr = 0.05
+    s = LookaheadSettings(steps=1, batch_size=4, n_ensemble=1, repeats=0, optimizer=kind, lr=lr,
+                          crps_weight=0.0, energy_score_weight=1.0)
+    g0 = target.gain.detach().numpy().copy()
+    grad = closed_form_gradient(target, 4)  # all four training pairs form the one batch
+    # SGD: g - lr * grad. Adam's first step (bias-corrected m = grad, v = grad^2): g - lr * grad / (|grad| + eps).
+    expected = g0 - lr * (grad if kind == "sgd" else grad / (np.abs(grad) + 1e-8))
+    assert np.abs(expected - g0).max() > 1e-3  # the step is visible
+
+    make, prov = optimizer_factory(list(target.module.parameters()), target.training_recipe()["optimizer"], s)
+    assert prov["type"] == {"sgd": "SGD", "adam": "Adam"}[kind] and prov["state"].startswith("fresh")
+    loss = resolve_loss(None, s)
+    train_arm(target, make, None, batch_schedule(4, 1, 4, 0), train, loss, noise_seed0=0)
+    np.testing.assert_allclose(target.gain.detach().numpy(), expected, rtol=0, atol=1e-10)
+
+    # Through run_lookahead: the scores after the step are those of the hand-stepped gain.
+    target.gain.data = torch.from_numpy(g0.copy())
+    result = run_lookahead(target, train, evals, variants=[], settings=s)
+    np.testing.assert_array_equal(target.gain.detach().numpy(), g0)  # the checkpoint's weights are restored
+    before = _es_per_degree(target, g0, 4, 6).mean(0)
+    after = _es_per_degree(target, expected, 4, 6).mean(0)
+    np.testing.assert_allclose(result["before"]["per_degree"]["overall"]["energy_score"], before, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result["arms"][0]["per_degree"]["overall"]["energy_score"], after, rtol=1e-7, atol=1e-10)
+
+
+def test_zero_steps_gives_identical_metrics_in_every_arm():
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, evals = target.pools()
+    s = LookaheadSettings(steps=0, batch_size=2, n_ensemble=1, repeats=2, optimizer="adam", lr=0.1,
+                          crps_weight=0.0, energy_score_weight=1.0)
+    result = run_lookahead(target, train, evals, variants=["per_sample", "per_sample:gamma=1"], settings=s)
+    assert [a["name"] for a in result["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)",
+                                                   "per_sample(gamma=1,eps_frac=0.02)", "baseline#repeat1",
+                                                   "baseline#repeat2"]
+    for a in result["arms"]:
+        assert a["per_degree"] == result["before"]["per_degree"] and a["bands"] == result["before"]["bands"]
+    for row in result["table"]["energy_score"].values():
+        assert row["noise"] == 0.0 and all(v["vs_checkpoint"] == 0.0 for v in row["arms"].values())
+    # ... while one step moves the arms apart (whitening reweights the loss), so the check above could fail
+    moved = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"],
+                          settings=LookaheadSettings(**{**s.__dict__, "steps": 1, "repeats": 0, "optimizer": "sgd"}))
+    assert moved["arms"][0]["per_degree"] != moved["arms"][1]["per_degree"]
+
+
+def test_batch_schedule_is_seeded_and_covers_the_pool():
+    a, b = batch_schedule(10, 7, 3, 5), batch_schedule(10, 7, 3, 5)
+    assert a == b and a != batch_schedule(10, 7, 3, 6)
+    first_epoch = [i for batch in a[:3] for i in batch] + a[3][:1]
+    assert sorted(first_epoch) == list(range(10))
+    with pytest.raises(DataError, match="holds only 2 pairs"):
+        batch_schedule(2, 1, 3, 0)
+
+
+def test_overlapping_pools_are_refused():
+    target = GainLookahead(n_train=4, n_eval=2)
+    assert check_disjoint(*target.pools()) == 8
+    with pytest.raises(DataError, match="shares a state"):
+        check_disjoint(target.pool(0, 4), target.pool(3, 6))
+
+
+# ------------------------------------------------------------------ the bundled torch-harmonics model
+
+
+def _small_train_file(tmp_path, *, include_heldout_state=False):
+    """Training trajectories unlike the held-out ones (shifted in longitude and scaled), or with one held-out state."""
+    from specprobe.models.th.data import save_sample
+    from specprobe.models.th.format import default_sample_path
+    from specprobe.models.safe_load import load_checkpoint_file
+
+    obj = load_checkpoint_file(default_sample_path())
+    states = obj["states"][:1, :3].clone()
+    states = states.roll(17, dims=-1) * 1.01
+    if include_heldout_state:
+        states[0, 2] = obj["states"][2, 1]
+    path = tmp_path / ("overlap.pt" if include_heldout_state else "train.pt")
+    save_sample(path, states, channel_names=obj["channels"]["names"], units=obj["channels"]["units"],
+                grid=obj["grid"], timestep_hours=3.0)
+    return path
+
+
+def test_bundled_model_seeded_runs_are_identical(tmp_path):
+    from specprobe.probing.lookahead import lookahead
+
+    train = _small_train_file(tmp_path)
+    s = LookaheadSettings(steps=2, batch_size=2, repeats=1, seed=3)
+    kw = dict(train_data=str(train), n_eval=2, threads=1, timestamp=False, command_line=["test"])
+    first, second = lookahead(settings=s, **kw), lookahead(settings=s, **kw)
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    assert first["schema"] == "specprobe.lookahead/1"
+    assert first["optimizer"]["type"] == "Adam" and first["optimizer"]["lr"] == pytest.approx(0.003 * 0.05)
+    assert first["loss"]["crps_weight"] == 0.9 and first["loss"]["energy_score_weight"] == 0.1
+    base, repeat = first["arms"][0], first["arms"][2]
+    assert base["train_loss"] != repeat["train_loss"]  # another batch order and noise
+    other = lookahead(settings=LookaheadSettings(steps=2, batch_size=2, repeats=0, seed=4), **kw)
+    assert other["arms"][0]["train_loss"] != base["train_loss"]
+
+
+def test_training_pairs_never_overlap_the_heldout_pairs(tmp_path):
+    from specprobe.models.registry import load_target
+    from specprobe.models.th.format import default_sample_path
+
+    target = load_target()
+    train, evals = target.lookahead_pools(train_data=str(_small_train_file(tmp_path)))
+    assert check_disjoint(train, evals) == 3 and evals.size == 16
+    for bad in (_small_train_file(tmp_path, include_heldout_state=True), default_sample_path()):
+        with pytest.raises(DataError, match="shares a state"):
+            check_disjoint(*target.lookahead_pools(train_data=str(bad)))
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from specprobe.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_lookahead_prints_the_band_table_and_writes_files(tmp_path):
+    out = tmp_path / "out"
+    r = _cli("lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "1",
+             "--batch-size", "2", "--repeats", "1", "--threads", "1", "--out", out)
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert "noise (±, 1 repeat)" in r.stdout and "whiten(gamma=0.5,eps=0.02) − baseline" in r.stdout
+    assert "vs baseline after 1 steps" in r.stdout and "Adam lr 0.00015, fresh" in r.stdout
+    obj = json.loads((out / "lookahead.json").read_text())
+    assert obj["schema"] == "specprobe.lookahead/1" and len(obj["provenance"]["checkpoint"]["sha256"]) == 64
+    assert obj["provenance"]["command_line"][0] == "specprobe" and obj["provenance"]["library_versions"]["torch"]
+    assert [a["name"] for a in obj["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1"]
+    assert (out / "lookahead.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--optimizer", "rmsprop"], "optimizer: expected one of adam, adamw, sgd"),
+    (["--steps", "-1"], "steps: expected an integer >= 0"),
+    (["--train-time-stop", "2000-01-01"], "split fme netCDF data by time"),
+    (["--train-data", "HELDOUT", "--steps", "0"], "shares a state with the training pairs"),
+])
+def test_cli_lookahead_bad_input_is_one_line(tmp_path, args, match):
+    from specprobe.models.th.format import default_sample_path
+
+    args = [default_sample_path() if a == "HELDOUT" else a for a in args]
+    r = _cli("lookahead", *args, "--out", tmp_path / "out", "--threads", "1")
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and match in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_checkpoint_optimizer_state_is_restored_fresh_for_every_arm():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    run = torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.9))
+    for _ in range(3):  # a run's history: moments and a step count
+        run.zero_grad()
+        (p ** 2).sum().backward()
+        run.step()
+    saved = run.state_dict()
+    recipe = {"type": "Adam", "lr": 0.01, "hyper": {"betas": [0.8, 0.9]}, "state": saved, "source": "test"}
+    make, prov = optimizer_factory([p], recipe, LookaheadSettings())
+    assert prov["state"].startswith("checkpoint optimizer state") and prov["hyper_parameters"]["betas"] == (0.8, 0.9)
+    first = make()
+    exp_avg = first.state[p]["exp_avg"].clone()
+    assert float(first.state[p]["step"]) == 3 and torch.equal(exp_avg, saved["state"][0]["exp_avg"])
+    first.zero_grad()
+    (p ** 2).sum().backward()
+    first.step()  # one arm's step must not leak into the next arm's starting state
+    assert torch.equal(make().state[p]["exp_avg"], exp_avg) and torch.equal(saved["state"][0]["exp_avg"], exp_avg)
+    assert optimizer_factory([p], recipe, LookaheadSettings(optimizer="adamw"))[1]["state"].startswith("checkpoint")
+    _, sgd = optimizer_factory([p], recipe, LookaheadSettings(optimizer="sgd", lr=0.1))
+    assert sgd["type"] == "SGD" and sgd["state"] == "fresh: the checkpoint's state is Adam's, not usable by SGD"
+
+
+def test_fresh_shallow_water_training_pairs_are_cached_and_unseen(tmp_path):
+    from specprobe.models.registry import load_target
+
+    target = load_target()
+    train, evals = target.lookahead_pools(n_train=5, cache_dir=tmp_path)
+    desc = train.description
+    assert train.size == 5 and desc["cached"] is False and desc["recipe"]["seed"] == 500  # the run used 1 and 2
+    assert desc["recipe"]["interval_h"] == 3.0 and desc["recipe"]["spinup_h"] == 12.0  # the run's data recipe
+    assert check_disjoint(train, evals) == 6
+    again, _ = target.lookahead_pools(n_train=5, cache_dir=tmp_path)
+    assert again.description["cached"] is True and again.state_keys == train.state_keys
+
+
+def test_the_runs_gradient_clipping_is_applied():
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, _ = target.pools()
+    g0 = target.gain.detach().numpy().copy()
+    grad = closed_form_gradient(target, 4)
+    clip = 0.1 * float(np.linalg.norm(grad))  # well below the gradient norm: clipping bites
+    recipe = {"type": "SGD", "lr": 0.05, "hyper": {}, "state": None, "max_grad_norm": clip, "source": "test"}
+    s = LookaheadSettings(steps=1, batch_size=4, n_ensemble=1, crps_weight=0.0, energy_score_weight=1.0)
+    make, prov = optimizer_factory(list(target.module.parameters()), recipe, s)
+    assert prov["max_grad_norm"] == clip and prov["type"] == "SGD"
+    train_arm(target, make, None, batch_schedule(4, 1, 4, 0), train, resolve_loss(None, s), noise_seed0=0)
+    expected = g0 - 0.05 * grad * clip / (np.linalg.norm(grad) + 1e-6)  # torch's clip_grad_norm_ coefficient
+    np.testing.assert_allclose(target.gain.detach().numpy(), expected, rtol=0, atol=1e-10)
+
+
+def test_paired_repeats_measure_the_spread_of_the_arm_difference():
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, evals = target.pools()
+    common = dict(steps=2, batch_size=2, n_ensemble=1, repeats=2, optimizer="sgd", lr=0.05, crps_weight=0.0,
+                  energy_score_weight=1.0)
+    paired = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(paired=True, **common))
+    plain = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(**common))
+    arm = "per_sample(gamma=1,eps_frac=0.02)"
+    assert [a["name"] for a in paired["arms"]] == ["baseline", arm, "baseline#repeat1", f"{arm}#repeat1",
+                                                   "baseline#repeat2", f"{arm}#repeat2"]
+    by_name = {a["name"]: a["bands"]["energy_score"]["high"]["overall"] for a in paired["arms"]}
+    row, ref = paired["table"]["energy_score"]["high"], paired["before"]["bands"]["energy_score"]["high"]["overall"]
+    diffs = [(by_name[arm + sfx] - by_name["baseline" + sfx]) / abs(ref) for sfx in ("", "#repeat1", "#repeat2")]
+    assert row["arms"][arm]["paired_sd"] == pytest.approx(np.std(diffs, ddof=1), rel=1e-12)
+    assert row["arms"][arm]["paired_sd"] > 0  # other orders, other batches: the difference moves
+    # the noise column stays the baseline reruns' own spread, with or without paired repeats
+    assert row["noise"] == plain["table"]["energy_score"]["high"]["noise"] > 0
+    assert "paired_sd" not in plain["table"]["energy_score"]["high"]["arms"][arm]

@@ -1,0 +1,104 @@
+"""`specprobe lookahead` on a checkpoint written by fme's own trainer: one lookahead step is fme's own
+``TrainStepper.train_on_batch`` update (same batch, same restored Adam state, same noise)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import require
+
+require("fme")
+
+from fme_fixtures import TRAIN_LOSS, one_thread, trained_run  # noqa: E402
+from specprobe.errors import DataError  # noqa: E402
+from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
+from specprobe.models.safe_load import load_checkpoint_file  # noqa: E402
+from specprobe.probing.lookahead import (  # noqa: E402
+    LookaheadSettings,
+    batch_schedule,
+    check_disjoint,
+    optimizer_factory,
+    resolve_loss,
+    train_arm,
+)
+from specprobe.spectral import WhiteningConfig  # noqa: E402
+
+pytestmark = pytest.mark.oracle
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(str(tmp_path_factory.getbasetemp() / "fme_trained"))
+
+
+def test_one_lookahead_step_is_fmes_train_on_batch(run):
+    from fme.ace.stepper.single_module import TrainStepper, TrainStepperConfig
+    from fme.core.loss import StepLossConfig
+    from fme.core.optimization import OptimizationConfig
+
+    path = run / "training_checkpoints" / "ckpt.tar"
+    ours = load_fme_target(path)
+    train, evals = ours.lookahead_pools(str(run.parent / "data"), n_train=4, seed=0)
+    assert check_disjoint(train, evals) > 0
+
+    recipe = ours.training_recipe()
+    assert recipe["optimizer"]["type"] == "Adam" and recipe["optimizer"]["state"] is not None
+    assert recipe["optimizer"]["lr"] == pytest.approx(1e-3)
+    settings = LookaheadSettings(steps=1, batch_size=4)
+    loss = resolve_loss(recipe["loss"], settings)
+    assert (loss["crps_weight"], loss["energy_score_weight"], loss["n_ensemble"]) == (0.5, 0.5, 2)
+    params = list(ours.trainable_module().parameters())
+    make, prov = optimizer_factory(params, recipe["optimizer"], settings)
+    assert prov["state"].startswith("checkpoint optimizer state")
+    before = [p.detach().clone() for p in params]
+    schedule = batch_schedule(train.size, 1, 4, 0)
+    seed = 1234
+    ours_loss = train_arm(ours, make, WhiteningConfig("per_sample", exponent=0.5), schedule, train, loss, noise_seed0=seed)
+
+    # fme: a fresh stepper from the same file, its TrainStepper with the run's loss, its optimizer with the
+    # saved state restored (fme's resume path), the same batch, and the same noise: in training fme draws it
+    # from torch's global CPU generator (a RandomState put on the BatchData does not reach it; measured),
+    # and our forward draws from a CPU generator seeded with the same seed.
+    ref = load_fme_target(path)
+    config = TrainStepperConfig(loss=StepLossConfig(**TRAIN_LOSS), n_ensemble=2)
+    trainer = TrainStepper(stepper=ref.stepper, config=config)
+    optimization = OptimizationConfig(optimizer_type="Adam", lr=1e-3).build(ref.stepper.modules, max_epochs=1)
+    optimization.load_state(load_checkpoint_file(path)["optimization"])
+    data = ref._batch_data(train.take(schedule[0]))
+    torch.manual_seed(seed)
+    with ref._ctx():
+        out = trainer.train_on_batch(data, optimization)
+    assert float(out.metrics["loss"]) == pytest.approx(ours_loss[0], rel=1e-6)
+
+    theirs = list(ref.stepper.modules.parameters())
+    moved = 0.0
+    for p0, p, q in zip(before, params, theirs):
+        moved = max(moved, float((q.detach() - p0).abs().max()))
+        torch.testing.assert_close(p.detach() - p0, q.detach() - p0, rtol=1e-4, atol=1e-7)
+    assert moved > 1e-4  # Adam at lr 1e-3 moved the weights: the comparison is not vacuous
+
+
+def test_time_split_keeps_training_before_evaluation(run):
+    target = load_fme_target(run / "training_checkpoints" / "ckpt.tar")
+    data = str(run.parent / "data")
+    train, evals = target.lookahead_pools(data, n_train=100, n_eval=None)
+    # 19 pairs: 9 train, pair 9 left out (it shares a state with both halves), 9 evaluate
+    assert (train.size, evals.size) == (9, 9)
+    assert train.description["last_time"] < evals.description["first_time"]
+    assert check_disjoint(train, evals) == 10  # 9 consecutive pairs: 10 distinct states
+    train, evals = target.lookahead_pools(data, n_train=4, train_time_stop="2000-01-02 00:00",
+                                          eval_time_start="2000-01-03 00:00")
+    assert train.size == 4 and evals.description["first_time"].startswith("2000-01-03")
+    with pytest.raises(DataError, match="keep every training state before every evaluation state"):
+        target.lookahead_pools(data, train_time_stop="2000-01-03 00:00", eval_time_start="2000-01-02 00:00")
+    with pytest.raises(DataError, match="needs both"):
+        target.lookahead_pools(data, train_time_stop="2000-01-03 00:00")
+    synth_train, synth_eval = target.lookahead_pools(None, n_train=3, n_eval=2)
+    assert synth_train.description["synthetic"] and check_disjoint(synth_train, synth_eval) == 6
