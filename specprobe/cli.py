@@ -581,12 +581,15 @@ def lookahead(
     from .probing.engine import as_variants
 
     as_variants(variants)
-    out_dir = prepare_out_dir(out)
+    world = _start_world(device)
+    out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     result = _clean(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
                         n_train=n_train, n_eval=n_eval, device=device, threads=threads, cache_dir=cache_dir,
                         trust_checkpoint=trust_checkpoint, ema=ema, train_time_stop=train_time_stop,
                         eval_time_start=eval_time_start, command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp))
+    if not _writes(world):
+        return
     write_json(out_dir / "lookahead.json", result)
     figure = out_dir / f"lookahead.{fmt}"
     plot_lookahead(result, figure, fmt)

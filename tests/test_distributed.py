@@ -260,3 +260,20 @@ def test_bucketed_sum_puts_every_tensor_back_in_place(tmp_path):
             assert torch.equal(t, b)
     finally:
         tdist.destroy_process_group()
+
+
+def test_lookahead_with_two_arms_on_two_ranks_equals_one_process(tmp_path):
+    """Arm i on rank i % 2: baseline on rank 0, the whitened arm on rank 1, both from the same weights."""
+    from test_lookahead import _small_train_file
+
+    args = ["lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "2",
+            "--batch-size", "2", "--repeats", "0", "--no-timestamp", *ONE_THREAD]
+    one_process(*args, "--out", tmp_path / "one")
+    r = torchrun(*args, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr
+    one = json.loads((tmp_path / "one" / "lookahead.json").read_text())
+    two = json.loads((tmp_path / "two" / "lookahead.json").read_text())
+    assert_same_numbers(one, two)
+    assert_two_gloo_ranks(two["provenance"])
+    assert [a["name"] for a in two["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)"]
+    assert two["arms"][0]["train_loss"] != two["arms"][1]["train_loss"]  # each arm trained its own loss
