@@ -191,6 +191,18 @@ def test_cli_lookahead_prints_the_band_table_and_writes_files(tmp_path):
     assert obj["provenance"]["command_line"][0] == "specprobe" and obj["provenance"]["library_versions"]["torch"]
     assert [a["name"] for a in obj["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1"]
     assert (out / "lookahead.png").stat().st_size > 10_000
+    # the notebook API reads it like every other result file: the CLI's figure, table and a Dataset
+    import specprobe
+    from specprobe.report.figures import figure_bytes
+
+    view = specprobe.load_result(out)
+    assert view.figure_names == ["lookahead"]
+    assert figure_bytes(view.plot("lookahead")) == (out / "lookahead.png").read_bytes()
+    ds = view.to_xarray()
+    assert list(ds.arm.values) == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1"]
+    for i, arm in enumerate(obj["arms"]):
+        assert ds.mse.values[i].tolist() == arm["per_degree"]["overall"]["mse"]
+    assert ds.before_energy_score.values.tolist() == obj["before"]["per_degree"]["overall"]["energy_score"]
 
 
 @pytest.mark.parametrize("args,match", [

@@ -178,6 +178,34 @@ def coupling_dataset(coupling: dict):
         attrs=_safe_attrs({"schema": coupling["schema"], "provenance": coupling.get("provenance")}))
 
 
+_LOOKAHEAD_LONG_NAMES = {
+    "energy_score": "unwhitened energy score on held-out pairs", "es_skill": "energy score skill term E|X-y|",
+    "es_spread": "energy score spread term E|X-X'|/2", "mse": "ensemble-mean squared error",
+    "power_ratio": "predicted / target power"}
+
+
+def lookahead_dataset(look: dict):
+    """Per degree, per arm (and the untouched checkpoint as ``before_*``): the held-out scores."""
+    xr = _xr()
+    arms = [a["name"] for a in look["arms"]]  # repeats are named "baseline#repeatR"
+    channels = list(look["channels"])
+    nan = lambda row: [math.nan if x is None else x for x in row]  # noqa: E731
+    data = {}
+    for m, long_name in _LOOKAHEAD_LONG_NAMES.items():
+        attrs = {"long_name": long_name, "units": "1 (loss space)"}
+        data[m] = (("arm", "degree"), [nan(a["per_degree"]["overall"][m]) for a in look["arms"]], attrs)
+        data[f"{m}_by_channel"] = (("arm", "channel", "degree"),
+                                   [[nan(a["per_degree"]["channels"][c][m]) for c in channels] for a in look["arms"]],
+                                   attrs)
+        data[f"before_{m}"] = (("degree",), nan(look["before"]["per_degree"]["overall"][m]),
+                               {**attrs, "long_name": long_name + ", untouched checkpoint"})
+    return xr.Dataset(data, coords={"arm": arms, "degree": look["degrees"], "channel": channels,
+                                    "variant": ("arm", [a["variant"] for a in look["arms"]]),
+                                    "repeat": ("arm", [int(a.get("repeat", 0)) for a in look["arms"]])},
+                      attrs=_safe_attrs({"schema": look["schema"], "settings": look.get("settings"),
+                                         "provenance": look.get("provenance")}))
+
+
 def write_netcdf(ds, path):
     """netCDF4 file written beside the target and renamed over it: never a partial file."""
     from .files import atomic_write_with

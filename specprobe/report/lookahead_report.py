@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .figures import _COLORS, _plt, _save, add_km_axis
+from .figures import _COLORS, add_km_axis, new_figure, save_figure
 from .tables import _num
 
 LABELS = {"energy_score": "energy score", "es_skill": "  skill E|X-y|", "es_spread": "  spread ½E|X-X'|",
@@ -92,11 +92,14 @@ def _curves(result: dict, metric: str):
     return before, arms
 
 
-def plot_lookahead(result: dict, path, fmt: str = "png") -> None:
+def plot_lookahead(result: dict, path, fmt: str = "png"):
+    return save_figure(figure_lookahead(result), path, fmt)
+
+
+def figure_lookahead(result: dict):
     """Per degree: (arm - baseline) / checkpoint for each whitened arm, the repeats' spread, and baseline - checkpoint."""
-    plt = _plt()
     metrics = ("energy_score", "mse", "power_ratio")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.4))
+    fig, axes = new_figure(1, len(metrics), figsize=(5.2 * len(metrics), 4.4))
     degrees = np.asarray(result["degrees"])[1:]  # l = 0 (the global mean) swamps the scale; it is in the tables
     base_name = result["arms"][0]["name"]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -126,4 +129,4 @@ def plot_lookahead(result: dict, path, fmt: str = "png") -> None:
             ax.legend(fontsize=7)
     fig.suptitle(f"lookahead: {result['settings']['steps']} steps per arm on held-out pairs "
                  f"({result['data']['eval'].get('pairs')} pairs)", fontsize=10, y=1.08)
-    _save(fig, path, fmt)
+    return fig

@@ -15,7 +15,7 @@ from ..probing.result import SCHEMA as GRAD_BY_L_SCHEMA
 from ..probing.result import ProbeResult
 from .files import read_result_json
 
-FILE_NAMES = ("result.json", "sweep.json", "series.json", "coupling.json")
+FILE_NAMES = ("result.json", "sweep.json", "series.json", "coupling.json", "lookahead.json")
 
 
 def _png(fig) -> bytes:
@@ -191,8 +191,29 @@ class CouplingResult(_Result):
         return coupling_dataset(self.data)
 
 
+class LookaheadResult(_Result):
+    kind = "lookahead"
+    file_name = "lookahead.json"
+
+    def _figures(self) -> dict:
+        from .lookahead_report import figure_lookahead
+
+        return {"lookahead": lambda: figure_lookahead(self.data)}
+
+    def table(self):
+        from .lookahead_report import lookahead_table
+
+        return lookahead_table(self.data)
+
+    def to_xarray(self):
+        from .dataset import lookahead_dataset
+
+        return lookahead_dataset(self.data)
+
+
 _BY_SCHEMA = {GRAD_BY_L_SCHEMA: GradByLResult, "specprobe.sweep/1": SweepResult,
-              "specprobe.series/1": SeriesResult, "specprobe.coupling/1": CouplingResult}
+              "specprobe.series/1": SeriesResult, "specprobe.coupling/1": CouplingResult,
+              "specprobe.lookahead/1": LookaheadResult}
 
 
 def _probe_result(obj: dict, where) -> ProbeResult:
@@ -203,7 +224,7 @@ def _probe_result(obj: dict, where) -> ProbeResult:
 
 
 def load_result(source):
-    """A result object for a specprobe JSON file (result/sweep/series/coupling), an output directory
+    """A result object for a specprobe JSON file (result/sweep/series/coupling/lookahead), an output directory
     holding one, an in-memory ProbeResult (``specprobe.probe(...)``) or a result dict."""
     if isinstance(source, _Result):
         return source
@@ -229,7 +250,8 @@ def load_result(source):
     if kind is GradByLResult:
         return GradByLResult(_probe_result(obj, path or "result"), path)
     required = {"specprobe.sweep/1": ("settings", "bands", "baseline"), "specprobe.series/1": ("rows",),
-                "specprobe.coupling/1": ("variants", "loss_bands", "degrees")}[obj["schema"]]
+                "specprobe.coupling/1": ("variants", "loss_bands", "degrees"),
+                "specprobe.lookahead/1": ("arms", "before", "degrees", "channels")}[obj["schema"]]
     missing = [k for k in required if k not in obj]
     if missing:
         raise SpecprobeError(f"{path or 'result'}: malformed {kind.kind} file (missing {', '.join(missing)})")
