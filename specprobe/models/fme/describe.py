@@ -367,3 +367,28 @@ def _metadata(obj) -> dict:
         long_name = getattr(v, "long_name", None) if not isinstance(v, Mapping) else v.get("long_name")
         out[str(k)] = {"units": units, "long_name": long_name}
     return out
+
+
+def training_optimizer_config(obj, path=None) -> tuple[dict | None, str]:
+    """The run's ``optimization`` section (optimizer_type, lr, kwargs) and where it came from.
+
+    Checkpoints do not store it; fme's ``train`` writes ``<experiment_dir>/config.yaml`` next to
+    ``training_checkpoints/`` (as for :func:`training_loss_config`). fme's default is Adam.
+    """
+    if path is None:
+        return None, "not stored in checkpoints"
+    p = Path(path).resolve()
+    yaml_path = p.parent.parent / "config.yaml"
+    if p.parent.name != "training_checkpoints" or not yaml_path.is_file():
+        return None, "not stored in checkpoints (no training config.yaml next to training_checkpoints/)"
+    try:
+        import yaml
+
+        with open(yaml_path) as f:
+            data = yaml.safe_load(f)
+    except Exception as e:  # noqa: BLE001 - a broken side file must not break the probe
+        return None, f"{yaml_path}: unreadable ({type(e).__name__})"
+    opt = (data or {}).get("optimization")
+    if not isinstance(opt, Mapping):
+        return {"optimizer_type": "Adam"}, f"{yaml_path}: no optimization section (fme default: Adam)"
+    return dict(opt), str(yaml_path)
