@@ -218,13 +218,20 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs):
 
     from .report.tables import _num
 
-    t = Table(title="Series: baseline filter gradient across checkpoints")
-    for col in ("checkpoint", "epoch", "high-band share", "decline", "GSNR low", "GSNR high"):
+    t = Table(title="Series: baseline filter gradient across checkpoints (first whitening variant under the optimizer)")
+    for col in ("checkpoint", "epoch", "high-band share", "decline", "GSNR low", "GSNR high",
+                "raw boost high", "Adam step high", "cos low", "cos high"):
         t.add_column(col)
     for r in summary["rows"]:
         gs = r["gsnr_band_median"]
+        first = next(iter(r["high_band_boost"]), None)
+        ov = r.get("optimizer_view", {}).get(first) or {}
         t.add_row(r["checkpoint"], str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
-                  _num(r["decline_ratio"], "{:.2f}"), _num(gs.get("low")), _num(gs.get("high")))
+                  _num(r["decline_ratio"], "{:.2f}"), _num(gs.get("low")), _num(gs.get("high")),
+                  _num(r["high_band_boost"].get(first), "{:.2f}x"),
+                  _num(ov.get("adam_step_ratio", {}).get("high"), "{:.2f}x"),
+                  _num(ov.get("direction_cosine", {}).get("low"), "{:.2f}"),
+                  _num(ov.get("direction_cosine", {}).get("high"), "{:.2f}"))
     console = _console(quiet)
     console.print(t)
     console.print(f"wrote {out_dir / 'series.json'}, {out_dir / f'series.{fmt}'} and one result per checkpoint")
@@ -295,7 +302,7 @@ def sweep(
     from .probing.api import probe
     from .probing.sweep import parse_floats, summarise_sweep, sweep_configs
     from .report.files import prepare_out_dir, write_json
-    from .report.sweep_report import plot_sweep, sweep_table
+    from .report.sweep_report import plot_sweep, sweep_optimizer_table, sweep_table
 
     _check_format(fmt)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
@@ -312,6 +319,8 @@ def sweep(
         return
     console = _console()
     console.print(sweep_table(summary))
+    if any("adam_step_ratio" in s for s in summary["settings"]):
+        console.print(sweep_optimizer_table(summary))
     console.print(f"wrote {out_dir / 'sweep.json'}, {out_dir / f'sweep.{fmt}'}")
 
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..errors import SpecprobeError
 from ..probing.result import SCHEMA, ProbeResult, epoch_of
-from .figures import _COLORS, _plt, _save, add_km_axis
+from ..probing.sweep import optimizer_columns
+from .figures import _COLORS, _plt, _save, add_km_axis, plain_log_ticks
 from .files import read_result_json
 from .tables import _num
 
@@ -52,6 +53,8 @@ def compare_rows(results, labels) -> list[dict]:
             "loglog_slope": base["loglog_slope"],
             "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()},
             "gsnr_band_median": base.get("gsnr_band_median", {}),
+            "optimizer": (r.optimizer or {}).get("name"),
+            "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})},
         })
     return rows
 
@@ -60,15 +63,20 @@ def compare_table(rows: list[dict]):
     from rich.table import Table
 
     t = Table(title="Compared probes (baseline curve)")
-    for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "high-band boost", "GSNR low/high"):
+    for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "raw high-band boost", "GSNR low/high",
+                "optimizer: Adam step high, cos low/high"):
         t.add_column(col)
     for r in rows:
         boosts = ", ".join(f"{k.replace('per_sample', 'ps')}: {_num(v, '{:.2f}x')}" for k, v in r["high_band_boost"].items())
         gs = r["gsnr_band_median"]
+        views = [(k, v) for k, v in (r.get("optimizer_view") or {}).items() if v]
+        opt = "; ".join(f"{_num(v['adam_step_ratio'].get('high'), '{:.2f}x')}, {_num(v['direction_cosine'].get('low'), '{:.2f}')}"
+                        f"/{_num(v['direction_cosine'].get('high'), '{:.2f}')}" for _, v in views)
         t.add_row(r["label"], str(r["checkpoint"]), str(r["epoch"] if r["epoch"] is not None else "—"),
                   str(r["lmax"]), _num(r["decline_ratio"], "{:.2f}"), _num(r["spearman_rho"], "{:+.2f}"),
                   _num(r["loglog_slope"], "{:+.2f}"), boosts or "—",
-                  f"{_num(gs.get('low'))} / {_num(gs.get('high'))}" if gs else "—")
+                  f"{_num(gs.get('low'))} / {_num(gs.get('high'))}" if gs else "—",
+                  (f"{r.get('optimizer') or '?'}: " + opt) if opt else "— (file predates these statistics)")
     return t
 
 
@@ -77,8 +85,12 @@ def plot_compare(results, labels, path, *, variant="baseline", normalize="none",
     has_gsnr = any(r.gsnr_by_l.get(variant) for r in results)
     has_factor = any(r.whitening_factor_by_l for r in results)
     ncols = 1 + has_gsnr + has_factor
-    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
-    axes = axes[0]
+    has_opt = any(len(r.direction_cosine_by_l) > 1 for r in results)
+    fig, grid = plt.subplots(2 if has_opt else 1, max(ncols, 2) if has_opt else ncols,
+                             figsize=(6.5 * max(ncols, 2 if has_opt else 1), 9.6 if has_opt else 4.8), squeeze=False)
+    axes = grid[0][:ncols]
+    for extra in grid[0][ncols:]:
+        extra.set_visible(False)
     for i, (label, r) in enumerate(zip(labels, results)):
         color = _COLORS[i % len(_COLORS)]
         l = np.asarray(r.degrees)
@@ -106,7 +118,47 @@ def plot_compare(results, labels, path, *, variant="baseline", normalize="none",
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
         add_km_axis(ax)
+    if has_opt:
+        _plot_optimizer_overlay(grid[1], results, labels, variant)
     _save(fig, path, fmt)
+
+
+def _optimizer_variant(result: ProbeResult, variant: str) -> str | None:
+    """The whitened variant to overlay: ``variant`` if whitened and present, else the file's first whitened one."""
+    names = [n for n in result.variant_names[1:] if n in result.direction_cosine_by_l]
+    return variant if variant in names else (names[0] if names else None)
+
+
+def _plot_optimizer_overlay(axes, results, labels, variant) -> None:
+    """Second row: direction cosine and steady-state Adam step ratio (raw boost dashed) per degree."""
+    ax_c, ax_s = axes[0], axes[1]
+    for extra in axes[2:]:
+        extra.set_visible(False)
+    for i, (label, r) in enumerate(zip(labels, results)):
+        name = _optimizer_variant(r, variant)
+        if name is None:
+            continue
+        color = _COLORS[i % len(_COLORS)]
+        l = np.asarray(r.degrees)
+        ax_c.plot(l, np.asarray(r.direction_cosine_by_l[name]["total"], dtype=float), color=color, lw=1.8,
+                  label=f"{label}: {name}")
+        ax_s.plot(l, np.asarray(r.adam_step_by_l[name]["ratio"]["total"], dtype=float), color=color, lw=1.8,
+                  label=f"{label}: Adam step")
+        base = np.asarray(r.grad_by_l["baseline"]["total"], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ax_s.plot(l, np.asarray(r.grad_by_l[name]["total"], dtype=float) / base, color=color, lw=1.2, ls="--",
+                      label=f"{label}: raw gradient")
+    ax_c.set_ylabel("cos(whitened mean gradient, baseline's)")
+    ax_c.set_title("direction per degree (1 = unchanged)", fontsize=10)
+    ax_s.set_ylabel("whitened / baseline")
+    ax_s.set_yscale("log")
+    plain_log_ticks(ax_s)
+    ax_s.axhline(1.0, color="0.5", lw=0.8)
+    ax_s.set_title("steady-state Adam step (solid) vs raw gradient (dashed)", fontsize=10)
+    for ax in (ax_c, ax_s):
+        ax.set_xlabel("degree l")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
 
 
 def labels_for(paths, labels: str | None) -> list[str]:

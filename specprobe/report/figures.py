@@ -55,6 +55,15 @@ def _shade_bands(ax, result: ProbeResult) -> None:
                     ha="center", va="top", fontsize=8, color="0.4")
 
 
+def plain_log_ticks(ax) -> None:
+    """Ratios near 1 on a log axis: label ticks 0.9, 2, 4 rather than 9x10^-1."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def _save(fig, path, fmt: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight", metadata={"Date": None} if fmt in ("svg", "pdf") else None)
@@ -218,12 +227,8 @@ def plot_direction_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
         axes[2].set_ylabel("switch step, whitened / baseline")
         axes[2].set_title(f"right after switching loss (checkpoint's Adam v̂); fades over "
                           f"~{fade.get('steps_to_fraction', float('nan')):,.0f} steps", fontsize=9)
-    from matplotlib.ticker import FormatStrFormatter
-
     for ax in axes[1:]:
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-        ax.tick_params(axis="y", which="minor", labelsize=7)
+        plain_log_ticks(ax)
     for ax in axes:
         _shade_bands(ax, result)
         ax.set_xlabel("spherical-harmonic degree l")

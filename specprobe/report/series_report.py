@@ -5,12 +5,18 @@ from __future__ import annotations
 from .figures import _COLORS, _plt, _save
 
 
+def _floats(values) -> list[float]:
+    return [float("nan") if v is None else float(v) for v in values]
+
+
 def plot_series(summary: dict, path, fmt: str = "png") -> None:
     plt = _plt()
     rows = summary["rows"]
     use_epoch = all(r["epoch"] is not None for r in rows)
     x = [r["epoch"] if use_epoch else r["index"] for r in rows]
-    fig, (ax_s, ax_g) = plt.subplots(1, 2, figsize=(12, 4.5))
+    first = next((v for r in rows for v in r.get("optimizer_view", {}) if r["optimizer_view"][v]), None)
+    fig, axes = plt.subplots(1, 3 if first else 2, figsize=(18 if first else 12, 4.5))
+    ax_s, ax_g = axes[0], axes[1]
     ax_s.plot(x, [r["high_band_share"] for r in rows], marker="o", color=_COLORS[0])
     ax_s.set_ylabel("high-band share of the filter gradient (baseline)")
     bands = list(rows[0]["gsnr_band_median"]) if rows and rows[0]["gsnr_band_median"] else []
@@ -23,7 +29,20 @@ def plot_series(summary: dict, path, fmt: str = "png") -> None:
     else:
         ax_g.text(0.5, 0.5, "GSNR needs --n-samples >= 2", transform=ax_g.transAxes, ha="center")
     ax_g.set_ylabel("median GSNR per band (baseline)")
-    for ax in (ax_s, ax_g):
+    if first:
+        ax_o = axes[2]
+        ov = [r.get("optimizer_view", {}).get(first) or {} for r in rows]
+        for i, band in enumerate(("low", "high")):
+            color = _COLORS[(i + 1) % len(_COLORS)]
+            ax_o.plot(x, _floats(o.get("direction_cosine", {}).get(band) for o in ov), marker="o", color=color,
+                      label=f"direction cos, {band} band")
+            ax_o.plot(x, _floats(o.get("adam_step_ratio", {}).get(band) for o in ov), marker="s", ls="--", color=color,
+                      label=f"Adam step ratio, {band} band")
+        ax_o.axhline(1.0, color="0.5", lw=0.8)
+        ax_o.set_ylabel("whitened vs baseline")
+        ax_o.set_title(f"{first} under the optimizer", fontsize=9)
+        ax_o.legend(fontsize=7)
+    for ax in axes:
         ax.set_xlabel("epoch" if use_epoch else "checkpoint index")
         ax.grid(True, alpha=0.25)
     fig.suptitle("small-scale gradient across training checkpoints", fontsize=10)
