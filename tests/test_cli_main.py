@@ -43,8 +43,17 @@ def test_default_run_shows_the_decline_and_the_lift(default_run):
     assert base["spearman_rho"] < -0.5 and base["decline_ratio"] > 2  # acceptance on the bundled default
     boost = res["stats"]["boost"]["per_sample(gamma=0.5,eps_frac=0.02)"]
     assert boost["high"] > boost["low"]
-    assert "gradient falls" in r.stdout and "lifts the high band" in r.stdout
-    for name in ("grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png"):
+    assert "raw gradient falls" in r.stdout and "lifts the raw high-band gradient" in r.stdout
+    # the verdict leads with what changes under the optimizer the model was trained with (Adam)
+    verdict_start = r.stdout.index("under Adam (the optimizer this checkpoint was trained with)")
+    assert verdict_start < r.stdout.index("raw gradient falls")
+    assert "steady-state Adam step" in r.stdout and "direction: cos" in r.stdout
+    view = res["stats"]["optimizer_view"]
+    assert view["optimizer"]["name"] == "Adam"
+    ps = view["variants"]["per_sample(gamma=0.5,eps_frac=0.02)"]
+    assert 0.5 < ps["adam_step_ratio"]["high"] < 2 < boost["high"]  # Adam divides most of the raw boost away
+    assert ps["cosine"]["low"] < ps["cosine"]["high"] <= 1
+    for name in ("grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png", "direction_by_l.png"):
         assert (out / name).stat().st_size > 10_000
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 

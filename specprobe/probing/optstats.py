@@ -29,7 +29,7 @@ FADE_FRACTION = 0.1
 # prefixes (fme: "module.", "module.conditional_model.", "secondary_decoder.N.").
 _GROUP_RULES = (
     ("encoder", r"(^|\.)encoder\."),
-    ("decoder", r"(^|\.)decoder\."),
+    ("decoder", r"(^|[._])decoder\."),  # secondary_decoder.N. too
     ("position embedding", r"pos_embed"),
     ("noise weights", r"noise|W_scale|W_bias"),  # fme NoiseConditionedSFNO: norms driven by the noise embedding
     ("norms", r"norm"),
