@@ -129,7 +129,7 @@ def test_fade_steps_for_adam_default():
     ("encoder.0.weight", "encoder"), ("decoder.0.weight", "decoder"), ("pos_embed.position_embeddings", "position embedding"),
     ("blocks.1.mlp.fwd.0.bias", "MLPs"), ("module.conditional_model.blocks.0.norm0.W_scale_2d.weight", "noise weights"),
     ("module.conditional_model.blocks.0.inner_skip.weight", "skips"), ("module.conditional_model.encoder.2.weight", "encoder"),
-    ("module.conditional_model.blocks.1.filter.filter.bias", "filters (non-degree parts)"),
+    ("module.conditional_model.blocks.1.filter.filter.bias", "filter (other)"),
     ("secondary_decoder.0.module.mlp.0.weight", "decoder"), ("blocks.0.norm1.weight", "norms"),
 ])
 def test_parameter_groups_from_names(name, group):

@@ -35,7 +35,7 @@ _GROUP_RULES = (
     ("norms", r"norm"),
     ("MLPs", r"(^|\.)mlp\."),
     ("skips", r"skip"),
-    ("filters (non-degree parts)", r"filter|global_conv|spectral"),
+    ("filter (other)", r"filter|global_conv|spectral")  # e.g. fme filter biases,
 )
 
 CONVENTIONS = {

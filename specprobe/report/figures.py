@@ -234,7 +234,7 @@ def plot_direction_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
         ax.set_xlabel("spherical-harmonic degree l")
         ax.set_xlim(0, l[-1])
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     fig.suptitle(_title(result), fontsize=10)
     _save(fig, path, fmt)
 

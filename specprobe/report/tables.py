@@ -81,9 +81,15 @@ def interpretation(result: ProbeResult, name: str, view: dict, adaptive: bool) -
         size = "Adam divides the larger raw gradient away, so whitening barely changes how far the high-degree filters move"
     else:
         size = f"Adam still changes the high-degree step {_num(high, '{:.2f}')}x, so whitening does change how far those filters move"
+    switch = view.get("switch_step_ratio", {}).get("high", math.nan)
+    fade = (result.stats.get("optimizer_view") or {}).get("switch_fade", {}).get("steps_to_fraction", math.nan)
+    transient = (f" (only right after a switch from the checkpoint's own Adam state is the high-degree step "
+                 f"x{switch:.1f}, fading over ~{fade:,.0f} steps)" if math.isfinite(switch) and abs(math.log(switch)) > math.log(1.25)
+                 else "")
     if lowest is not None and finite[lowest] < 0.9:
-        return f"{size}; what it changes is the direction of the updates, most at {lowest} (cos {finite[lowest]:.2f})."
-    return f"{size}, and it barely changes their direction (every cosine >= 0.9)."
+        return (f"{size}{transient}; what it changes is the direction of the updates, most at {lowest} "
+                f"(cos {finite[lowest]:.2f}).")
+    return f"{size}{transient}, and it barely changes their direction (every cosine >= 0.9)."
 
 
 def verdict(result: ProbeResult) -> list[str]:
@@ -110,17 +116,20 @@ def optimizer_table(result: ProbeResult):
     opt_view = result.stats.get("optimizer_view") or {}
     views = opt_view.get("variants") or {}
     name = (opt_view.get("optimizer") or {}).get("name", "unknown")
-    t = Table(title=f"What whitening changes under the optimizer ({name}): raw gradient vs Adam step vs direction")
-    t.add_column("variant")
-    t.add_column("band")
-    for col in ("raw boost", "Adam step ratio", "(layer range)", "direction cos", "(layer range)"):
-        t.add_column(col, justify="right")
+    t = Table(title=f"Under the training optimizer ({name}): whitened / baseline raw gradient and steady-state Adam step "
+                    f"(band mean; layers: range), direction cosine{', switch step (checkpoint Adam state)' if any('switch_step_ratio' in v for v in views.values()) else ''}")
+    t.add_column("variant", no_wrap=True)
+    t.add_column("band / weights", no_wrap=True)
+    for col in ("raw boost", "Adam step", "layers", "cos", "layers"):
+        t.add_column(col, justify="right", no_wrap=True)
     has_switch = any("switch_step_ratio" in v for v in views.values())
     if has_switch:
-        t.add_column("switch step ratio", justify="right")
+        t.add_column("switch", justify="right", no_wrap=True)
     for v, view in views.items():
-        short = _short(v)
+        first_row = True
         for b in result.bands:
+            short = _short(v) if first_row else ""
+            first_row = False
             bn = b["name"]
             lo_hi = lambda r: f"{_num(r[0], '{:.2f}')}–{_num(r[1], '{:.2f}')}"  # noqa: E731
             row = [short, bn, _num(result.stats["boost"][v][bn], "{:.2f}x"),
@@ -130,7 +139,7 @@ def optimizer_table(result: ProbeResult):
                 row.append(_num(view.get("switch_step_ratio", {}).get(bn), "{:.2f}x"))
             t.add_row(*row)
         for g, c in sorted(view["cosine_groups"].items(), key=lambda kv: kv[0] == "all"):
-            row = [short, "non-spectral: all" if g == "all" else g, "—", _num(view["adam_step_ratio_groups"].get(g), "{:.3f}x"), "", _num(c, "{:.3f}"), ""]
+            row = ["", "all non-spectral" if g == "all" else g, "—", _num(view["adam_step_ratio_groups"].get(g), "{:.3f}x"), "", _num(c, "{:.3f}"), ""]
             if has_switch:
                 row.append("")
             t.add_row(*row)
