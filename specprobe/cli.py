@@ -218,20 +218,22 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs):
 
     from .report.tables import _num
 
-    t = Table(title="Series: baseline filter gradient across checkpoints (first whitening variant under the optimizer)")
-    for col in ("checkpoint", "epoch", "high-band share", "decline", "GSNR low", "GSNR high",
-                "raw boost high", "Adam step high", "cos low", "cos high"):
-        t.add_column(col)
+    t = Table(title="Series: baseline filter gradient across checkpoints; raw boost, Adam step ratio and direction "
+                    "cosine of the first whitening variant")
+    t.add_column("checkpoint", min_width=16, overflow="fold")
+    for col in ("epoch", "high\nshare", "decline", "GSNR\nlow/high", "raw\nhigh", "Adam\nhigh", "cos\nlow/high"):
+        t.add_column(col, no_wrap=True, justify="right")
     for r in summary["rows"]:
         gs = r["gsnr_band_median"]
         first = next(iter(r["high_band_boost"]), None)
         ov = r.get("optimizer_view", {}).get(first) or {}
-        t.add_row(r["checkpoint"], str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
-                  _num(r["decline_ratio"], "{:.2f}"), _num(gs.get("low")), _num(gs.get("high")),
+        cos = ov.get("direction_cosine", {})
+        shown = Path(r["checkpoint"])
+        t.add_row(f"{shown.parent.name}/{shown.name}", str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
+                  _num(r["decline_ratio"], "{:.2f}"), f"{_num(gs.get('low'))}/{_num(gs.get('high'))}",
                   _num(r["high_band_boost"].get(first), "{:.2f}x"),
                   _num(ov.get("adam_step_ratio", {}).get("high"), "{:.2f}x"),
-                  _num(ov.get("direction_cosine", {}).get("low"), "{:.2f}"),
-                  _num(ov.get("direction_cosine", {}).get("high"), "{:.2f}"))
+                  f"{_num(cos.get('low'), '{:.2f}')}/{_num(cos.get('high'), '{:.2f}')}")
     console = _console(quiet)
     console.print(t)
     console.print(f"wrote {out_dir / 'series.json'}, {out_dir / f'series.{fmt}'} and one result per checkpoint")
@@ -250,7 +252,8 @@ def compare(
     """Overlay the per-degree curves of several result files and tabulate their statistics."""
     import json
 
-    from .report.compare import NORMALIZE, compare_rows, compare_table, labels_for, load_results, plot_compare
+    from .report.compare import (NORMALIZE, compare_optimizer_table, compare_rows, compare_table, labels_for,
+                                 load_results, plot_compare)
     from .report.figures import FORMATS
 
     if normalize not in NORMALIZE:
@@ -272,6 +275,8 @@ def compare(
         return
     console = _console()
     console.print(compare_table(rows))
+    if any(r["high_band_boost"] for r in rows):
+        console.print(compare_optimizer_table(rows))
     console.print(f"wrote {out}")
 
 

@@ -88,6 +88,10 @@ class ProbeTarget(Protocol):
     def batches(self, data: Any, *, n_samples: int, batch_size: int, seed: int) -> Iterator[Batch]:
         """Input/target batches normalised as the model was trained."""
 
+    # Optional, for the optimizer-aware statistics (the engine uses them when present):
+    #   optimizer_settings() -> OptimizerSettings: the optimizer the checkpoint was trained with;
+    #   optimizer_state() -> {param name: {"exp_avg_sq" (float64, real view), "step", "beta2", "eps"}} or None.
+
     def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
         """The training forward: (gen (B, E, C, H, W), target (B, 1, C, H, W)) in loss space.
 

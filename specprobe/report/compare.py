@@ -9,7 +9,7 @@ from ..probing.result import SCHEMA, ProbeResult, epoch_of
 from ..probing.sweep import optimizer_columns
 from .figures import _COLORS, _plt, _save, add_km_axis, plain_log_ticks
 from .files import read_result_json
-from .tables import _num
+from .tables import _num, _short
 
 NORMALIZE = ("none", "low-band", "total")
 
@@ -63,20 +63,35 @@ def compare_table(rows: list[dict]):
     from rich.table import Table
 
     t = Table(title="Compared probes (baseline curve)")
-    for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "raw high-band boost", "GSNR low/high",
-                "optimizer: Adam step high, cos low/high"):
+    for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "raw high-band boost", "GSNR low/high"):
         t.add_column(col)
     for r in rows:
         boosts = ", ".join(f"{k.replace('per_sample', 'ps')}: {_num(v, '{:.2f}x')}" for k, v in r["high_band_boost"].items())
         gs = r["gsnr_band_median"]
-        views = [(k, v) for k, v in (r.get("optimizer_view") or {}).items() if v]
-        opt = "; ".join(f"{_num(v['adam_step_ratio'].get('high'), '{:.2f}x')}, {_num(v['direction_cosine'].get('low'), '{:.2f}')}"
-                        f"/{_num(v['direction_cosine'].get('high'), '{:.2f}')}" for _, v in views)
         t.add_row(r["label"], str(r["checkpoint"]), str(r["epoch"] if r["epoch"] is not None else "—"),
                   str(r["lmax"]), _num(r["decline_ratio"], "{:.2f}"), _num(r["spearman_rho"], "{:+.2f}"),
                   _num(r["loglog_slope"], "{:+.2f}"), boosts or "—",
-                  f"{_num(gs.get('low'))} / {_num(gs.get('high'))}" if gs else "—",
-                  (f"{r.get('optimizer') or '?'}: " + opt) if opt else "— (file predates these statistics)")
+                  f"{_num(gs.get('low'))} / {_num(gs.get('high'))}" if gs else "—")
+    return t
+
+
+def compare_optimizer_table(rows: list[dict]):
+    """Per file and whitening variant: raw boost vs steady-state Adam step ratio vs direction cosine, per band."""
+    from rich.table import Table
+
+    t = Table(title="Under each file's training optimizer: whitened / baseline raw gradient and steady-state Adam "
+                    "step, and direction cosine (other: the non-spectral weights; — : the file predates these statistics)")
+    for col in ("label", "variant", "optimizer", "raw high", "Adam low", "Adam high", "cos low", "cos high",
+                "cos other"):
+        t.add_column(col, justify="left" if col in ("label", "variant", "optimizer") else "right", no_wrap=True)
+    for r in rows:
+        for variant, boost in r["high_band_boost"].items():
+            v = (r.get("optimizer_view") or {}).get(variant) or {}
+            adam, cos = v.get("adam_step_ratio", {}), v.get("direction_cosine", {})
+            t.add_row(r["label"], _short(variant), r.get("optimizer") or "—", _num(boost, "{:.2f}x"),
+                      _num(adam.get("low"), "{:.2f}x"), _num(adam.get("high"), "{:.2f}x"),
+                      _num(cos.get("low"), "{:.2f}"), _num(cos.get("high"), "{:.2f}"),
+                      _num(v.get("direction_cosine_non_spectral"), "{:.2f}"))
     return t
 
 

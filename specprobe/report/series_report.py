@@ -32,8 +32,7 @@ def plot_series(summary: dict, path, fmt: str = "png") -> None:
     if first:
         ax_o = axes[2]
         ov = [r.get("optimizer_view", {}).get(first) or {} for r in rows]
-        for i, band in enumerate(("low", "high")):
-            color = _COLORS[(i + 1) % len(_COLORS)]
+        for band, color in (("low", _COLORS[1]), ("high", _COLORS[3])):  # the GSNR panel's band colours
             ax_o.plot(x, _floats(o.get("direction_cosine", {}).get(band) for o in ov), marker="o", color=color,
                       label=f"direction cos, {band} band")
             ax_o.plot(x, _floats(o.get("adam_step_ratio", {}).get(band) for o in ov), marker="s", ls="--", color=color,
