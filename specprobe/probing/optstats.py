@@ -5,7 +5,8 @@ From the per-element moments the probe already keeps (no extra backward pass), p
 - direction cosine: cos(E g_variant, E g_baseline) over the elements at degree l (per layer, and all
   layers pooled), and over each group of non-spectral parameters (encoder, decoder, MLPs, ...);
 - steady-state Adam step: per element |E g| / (sqrt(E g^2) + eps), the step Adam takes (in units of
-  the learning rate) once its moments have adapted to that loss, averaged over the degree's elements;
+  the learning rate) once its moments have adapted to that loss, averaged over the degree's elements
+  (AdamW's decoupled weight decay is not a gradient step and is left out);
 - switch step (when the checkpoint holds Adam state): per element E g / (sqrt(v_hat) + eps), with the
   checkpoint's own bias-corrected second moment: the transient right after a run switches loss.
 
