@@ -104,7 +104,7 @@ def make_data(out: Path, n_states: int):
     return stats
 
 
-def train_config(out: Path, stats: dict, epochs: int) -> dict:
+def train_config(out: Path, stats: dict, epochs: int, n_forward_steps: int = 1) -> dict:
     means = {n: s["mean"] for n, s in stats.items()}
     return {
         "experiment_dir": str(out / "exp"), "max_epochs": epochs, "save_checkpoint": True, "seed": 0,
@@ -122,7 +122,7 @@ def train_config(out: Path, stats: dict, epochs: int) -> dict:
                 "residual": {"means": {n: 0.0 for n in NAMES}, "stds": {n: s["tendency_std"] for n, s in stats.items()}},
             }}}},
         # fme 2026.10.0 cannot train with crps_weight 0 (its per-channel loss report fails), so mix in CRPS
-        "stepper_training": {"n_forward_steps": 1, "n_ensemble": 2, "loss": {
+        "stepper_training": {"n_forward_steps": n_forward_steps, "n_ensemble": 2, "loss": {
             "type": "EnsembleLoss", "kwargs": {"crps_weight": 0.5, "energy_score_weight": 0.5}}},
         "ema": {"decay": 0.99},
     }
@@ -134,6 +134,7 @@ def main(argv=None):
     parser.add_argument("--states", type=int, default=240, help="hourly states to write")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--probe-samples", type=int, default=8)
+    parser.add_argument("--n-forward-steps", type=int, default=1, help="training rollout length (ACE2 configs: 2)")
     args = parser.parse_args(argv)
 
     import yaml
@@ -141,7 +142,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     stats = make_data(args.out, args.states)
     config_path = args.out / "train.yaml"
-    config_path.write_text(yaml.safe_dump(train_config(args.out, stats, args.epochs)))
+    config_path.write_text(yaml.safe_dump(train_config(args.out, stats, args.epochs, args.n_forward_steps)))
 
     from fme.ace.train.train import main as fme_train  # fme's own trainer and checkpoint writer
 

@@ -15,4 +15,12 @@ def probe(*args, **kwargs):
     return _probe(*args, **kwargs)
 
 
-__all__ = ["__version__", "probe"]
+def load_result(source):
+    """Any specprobe result (a JSON file, an output directory, or ``probe(...)``'s return value) as an
+    object with ``plot(name)``, ``table()`` and ``to_xarray()``; see :mod:`specprobe.report.results`."""
+    from .report.results import load_result as _load_result
+
+    return _load_result(source)
+
+
+__all__ = ["__version__", "load_result", "probe"]

@@ -84,6 +84,62 @@ def _check_format(fmt: str) -> None:
         _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
+def _rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps) -> dict:
+    """fme rollout options that were given (the rest default to the run's training config)."""
+    given = {"n_forward_steps": n_forward_steps, "optimize_last_step_only": optimize_last_step_only,
+             "pushforward_steps": pushforward_steps}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+_N_FORWARD_STEPS_HELP = ("fme: probe the loss of a K-step training rollout, fme's own stepping and step weights "
+                         "(default: the run's training config, see `specprobe info`).")
+_LAST_STEP_HELP = "fme rollout: loss on the last step only (default: the run's training config)."
+_PUSHFORWARD_HELP = "fme rollout: initial steps run without gradient and loss (default: the run's training config)."
+
+
+_NETCDF_HELP = "Also write the result as an xarray Dataset in netCDF (needs specprobe[xarray])."
+_WANDB_HELP = ("Log figures, tables, per-degree curves and statistics to Weights & Biases, project PROJECT "
+               "(default 'specprobe'; needs specprobe[wandb]). Put a bare --wandb last or write --wandb=PROJECT.")
+
+
+def _wandb_bare(argv: list[str]) -> list[str]:
+    """``--wandb`` with no value means the default project: click options cannot take an optional
+    value, so a bare one (last, or before another option or an existing path) gets it here."""
+    from .report.wandb_log import DEFAULT_PROJECT
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--wandb":
+            nxt = out[i + 1] if i + 1 < len(out) else None
+            if nxt is None or nxt.startswith("-") or Path(nxt).exists():
+                out[i] = f"--wandb={DEFAULT_PROJECT}"
+    return out
+
+
+def _check_extras(netcdf: bool, wandb_project: Optional[str]) -> None:
+    """Missing optional packages fail before the probe runs, not after."""
+    from importlib.util import find_spec
+
+    if netcdf and not (find_spec("xarray") and find_spec("netCDF4")):
+        _fail("--netcdf needs xarray and netCDF4: pip install 'specprobe[xarray]'")
+    if wandb_project and not find_spec("wandb"):
+        _fail("--wandb needs wandb: pip install 'specprobe[wandb]'")
+
+
+def _publish(view, out_dir: Path, nc_name: str, netcdf: bool, wandb_project: Optional[str]) -> list:
+    """The optional outputs every command shares: NAME.nc (atomic) and a W&B run."""
+    written = []
+    if netcdf:
+        written.append(view.write_netcdf(out_dir / nc_name))
+    if wandb_project:
+        from .report.wandb_log import log_to_wandb
+
+        written.append(log_to_wandb(view, wandb_project, run_dir=out_dir))
+    return written
+
+
 def _degree_axes(items: list[str]) -> dict | None:
     """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
@@ -93,12 +149,28 @@ def _degree_axes(items: list[str]) -> dict | None:
     return parse_degree_axis_overrides(items)
 
 
+def _grid_option():
+    return typer.Option(None, "--grid", help="torch-harmonics state dict: the data grid the weights cannot tell, "
+                        "NLATxNLON[:equiangular|legendre-gauss] (grid type default: equiangular).")
+
+
+def _scale_factor_option():
+    return typer.Option(None, "--scale-factor", help="torch-harmonics state dict: the SFNO's scale_factor, "
+                        "where the weights cannot tell it.")
+
+
+def _model_options(grid, scale_factor) -> dict:
+    return {k: v for k, v in (("grid", grid), ("scale_factor", scale_factor)) if v is not None}
+
+
 @app.command()
 @_guard
 def info(
     checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint file (default: the bundled model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
 ):
     """Describe a checkpoint: family, grid, channels, spectral parameters and their degree axis, training."""
     import json
@@ -106,7 +178,7 @@ def info(
     from .models.registry import describe_checkpoint
     from .report.info import render_info
 
-    desc = describe_checkpoint(checkpoint, trust=trust_checkpoint)
+    desc = describe_checkpoint(checkpoint, trust=trust_checkpoint, **_model_options(grid, scale_factor))
     if as_json:
         typer.echo(json.dumps(desc, indent=1, default=str))
     else:
@@ -118,7 +190,9 @@ def info(
 def grad_by_l(
     checkpoints: Optional[list[Path]] = typer.Argument(None, help="Checkpoint(s) (default: the bundled model). "
                                                        "Several, or a directory of ckpt_NNNN.tar: a series."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data source (default: the bundled sample / synthetic)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data (default: the bundled sample / synthetic). fme: "
+                                       "netCDF file, directory or glob; zarr store; data YAML; config:train or "
+                                       "config:validation (the experiment's config.yaml)."),
     n_samples: int = typer.Option(8, "--n-samples", help="Samples to probe (>= 2 for GSNR)."),
     batch_size: int = typer.Option(1, "--batch-size", help="Samples per forward pass (per-sample gradients "
                                    "backpropagate the whole batch graph, so 1 is fastest on CPU)."),
@@ -138,20 +212,30 @@ def grad_by_l(
     ema: bool = typer.Option(False, "--ema", help="fme: use the EMA weights."),
     degree_axis: Optional[list[str]] = typer.Option(None, "--degree-axis", help="PATTERN=AXIS: where l is "
                                                     "in parameters matching the glob PATTERN (AXIS 'none': not per-degree)."),
-    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme netCDF data: first time (inclusive)."),
-    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme netCDF data: last time (inclusive)."),
+    time_start: Optional[str] = typer.Option(None, "--time-start", help="fme data: first initial time (inclusive; "
+                                             "fme's subset.start_time)."),
+    time_stop: Optional[str] = typer.Option(None, "--time-stop", help="fme data: last initial time (inclusive; "
+                                            "fme's subset.stop_time)."),
     crps_weight: float = typer.Option(0.0, "--crps-weight", help="Probe the full EnsembleLoss: CRPS weight."),
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
+    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
+                                                           help=_LAST_STEP_HELP),
+    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
+    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
-    from .report.figures import write_figures
     from .report.files import prepare_out_dir, write_json
-    from .report.tables import render_grad_by_l
+    from .report.results import load_result
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     variants = whitening if whitening else ["per_sample"]
     from .probing.engine import as_variants
 
@@ -163,9 +247,11 @@ def grad_by_l(
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp, threads=threads,
-                        **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None})
+                        **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
+                        **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
+                        **_model_options(grid, scale_factor))
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
-        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs)
+        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project)
     bar, progress = _progress(not quiet and not as_json)
     try:
         if bar:
@@ -176,28 +262,28 @@ def grad_by_l(
             bar.stop()
     result_dict = result.to_dict()
     write_json(out_dir / "result.json", result_dict)
-    figures = write_figures(result, out_dir, fmt)
+    view = load_result(result)
+    figures = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "result.nc", netcdf, wandb_project)
     if as_json:
         import json
 
         typer.echo(json.dumps(result_dict, indent=1))
         return
     console = _console(quiet)
-    render_grad_by_l(result, console)
+    console.print(view.table())
     console.print(f"wrote {out_dir / 'result.json'}, " + ", ".join(str(p) for p in figures))
 
 
-def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs):
+def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project):
     """Several checkpoints (or a directory of ckpt_NNNN.tar) on the same batches and seed."""
     import json
 
     from .probing.series import expand_checkpoints, series_summary
     from .probing.api import probe
-    from .report.figures import write_figures
     from .report.files import write_json
-    from .report.series_report import plot_series
+    from .report.results import SeriesResult, load_result
 
-    items = []
+    items, result_files = [], []
     files = expand_checkpoints(paths)
     for i, path in enumerate(files):
         if not quiet and not as_json:
@@ -206,37 +292,19 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs):
         sub = out_dir / f"{i:03d}_{Path(path).stem}"
         sub.mkdir(exist_ok=True)
         write_json(sub / "result.json", result.to_dict())
-        write_figures(result, sub, fmt)
+        load_result(result).write_figures(sub, fmt)
         items.append((Path(path), result))
-    summary = series_summary(items)
+        result_files.append(f"{sub.name}/result.json")
+    summary = series_summary(items, result_files)
     write_json(out_dir / "series.json", summary)
-    plot_series(summary, out_dir / f"series.{fmt}", fmt)
+    view = SeriesResult(summary, out_dir / "series.json")
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "series.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
-    from rich.table import Table
-
-    from .report.tables import _num
-
-    t = Table(title="Series: baseline filter gradient across checkpoints; raw boost, Adam step ratio and direction "
-                    "cosine of the first whitening variant")
-    t.add_column("checkpoint", min_width=16, overflow="fold")
-    for col in ("epoch", "high\nshare", "decline", "GSNR\nlow/high", "raw\nhigh", "Adam\nhigh", "cos\nlow/high"):
-        t.add_column(col, no_wrap=True, justify="right")
-    for r in summary["rows"]:
-        gs = r["gsnr_band_median"]
-        first = next(iter(r["high_band_boost"]), None)
-        ov = r.get("optimizer_view", {}).get(first) or {}
-        cos = ov.get("direction_cosine", {})
-        shown = Path(r["checkpoint"])
-        t.add_row(f"{shown.parent.name}/{shown.name}", str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
-                  _num(r["decline_ratio"], "{:.2f}"), f"{_num(gs.get('low'))}/{_num(gs.get('high'))}",
-                  _num(r["high_band_boost"].get(first), "{:.2f}x"),
-                  _num(ov.get("adam_step_ratio", {}).get("high"), "{:.2f}x"),
-                  f"{_num(cos.get('low'), '{:.2f}')}/{_num(cos.get('high'), '{:.2f}')}")
     console = _console(quiet)
-    console.print(t)
-    console.print(f"wrote {out_dir / 'series.json'}, {out_dir / f'series.{fmt}'} and one result per checkpoint")
+    console.print(view.table())
+    console.print(f"wrote {out_dir / 'series.json'}, {', '.join(map(str, written))} and one result per checkpoint")
 
 
 @app.command()
@@ -300,6 +368,14 @@ def sweep(
     ema: bool = typer.Option(False, "--ema"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
+    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
+                                                           help=_LAST_STEP_HELP),
+    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
+    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -307,26 +383,28 @@ def sweep(
     from .probing.api import probe
     from .probing.sweep import parse_floats, summarise_sweep, sweep_configs
     from .report.files import prepare_out_dir, write_json
-    from .report.sweep_report import plot_sweep, sweep_optimizer_table, sweep_table
+    from .report.results import SweepResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
     out_dir = prepare_out_dir(out)
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
-                   timestamp=not no_timestamp, threads=threads)
+                   timestamp=not no_timestamp, threads=threads,
+                   **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
+                   **_model_options(grid, scale_factor))
     summary = summarise_sweep(result, configs)
     write_json(out_dir / "sweep.json", summary)
-    plot_sweep(summary, out_dir / f"sweep.{fmt}", fmt)
+    view = SweepResult(summary, out_dir / "sweep.json")
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "sweep.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
     console = _console()
-    console.print(sweep_table(summary))
-    if any("adam_step_ratio" in s for s in summary["settings"]):
-        console.print(sweep_optimizer_table(summary))
-    console.print(f"wrote {out_dir / 'sweep.json'}, {out_dir / f'sweep.{fmt}'}")
+    console.print(view.table())
+    console.print(f"wrote {out_dir / 'sweep.json'}, " + ", ".join(map(str, written)))
 
 
 @app.command()
@@ -346,6 +424,14 @@ def coupling(
     fmt: str = typer.Option("png", "--format"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
+    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
+                                                           help=_LAST_STEP_HELP),
+    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    grid: Optional[str] = _grid_option(),
+    scale_factor: Optional[int] = _scale_factor_option(),
+    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
@@ -353,41 +439,45 @@ def coupling(
     from .models.registry import load_target
     from .probing.coupling import run_coupling
     from .probing.engine import configure_cpu_threads, resolve_device
-    from .report.coupling_report import plot_coupling
     from .report.files import prepare_out_dir, write_json
+    from .report.results import CouplingResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     out_dir = prepare_out_dir(out)
     dev = resolve_device(device)
     if dev.type == "cpu":
         configure_cpu_threads(threads)
-    target = load_target(checkpoint, device=dev, trust=trust_checkpoint)
+    target = load_target(checkpoint, device=dev, trust=trust_checkpoint,
+                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
+                         **_model_options(grid, scale_factor))
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
                           batch_size=batch_size, seed=seed, n_bands=n_bands)
+    synthetic = data is None and bool(target.describe().get("synthetic_data"))
     result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
-                            "n_samples": n_samples, "n_ensemble": n_ensemble}
+                            "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
+                            "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
+                            "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"),
+                                     "synthetic": synthetic}}
     write_json(out_dir / "coupling.json", result)
-    plot_coupling(result, out_dir / f"coupling.{fmt}", fmt)
+    view = CouplingResult(result, out_dir / "coupling.json")
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "coupling.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
-    from rich.table import Table
-
-    t = Table(title="Share of each loss band's gradient that lands on its own degrees")
-    t.add_column("loss degrees")
-    for name in result["variants"]:
-        t.add_column(name, justify="right")
-    for i, b in enumerate(result["loss_bands"]):
-        t.add_row(f"{b['lo']}–{b['hi']}", *(f"{v['diagonal_share'][i]:.2f}" for v in result["variants"].values()))
     console = _console()
-    console.print(t)
-    console.print(f"wrote {out_dir / 'coupling.json'}, {out_dir / f'coupling.{fmt}'}")
+    if synthetic:
+        from .report.tables import SYNTHETIC_HEADER
+
+        console.print(SYNTHETIC_HEADER)
+    console.print(view.table())
+    console.print(f"wrote {out_dir / 'coupling.json'}, " + ", ".join(map(str, written)))
 
 
 def main():
     """Console entry point: usage errors (unknown option, bad value) are one line too."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=_wandb_bare(sys.argv[1:]), standalone_mode=False)
     except Exception as e:  # noqa: BLE001 - typer vendors click; match its classes by name
         kinds = {c.__name__ for c in type(e).__mro__}
         if "UsageError" in kinds:

@@ -56,6 +56,9 @@ def test_trainer_writes_what_we_read(run, ckpt):
     # the training loss is not in the checkpoint; fme's train entry point wrote it to config.yaml
     assert info["training_loss"]["kwargs"]["energy_score_whitening"] == TRAIN_LOSS["kwargs"]["energy_score_whitening"]
     assert ckpt.loss_weights == {"h": 2.0} and ckpt.loss_weights_source.endswith("config.yaml")
+    # the training rollout too (fme's stepper_training.n_forward_steps; --n-forward-steps' default)
+    assert info["training_rollout"]["recorded"] == "1" and info["training_rollout"]["source"].endswith("config.yaml")
+    assert ckpt.rollout.n_forward_steps == 1 and info["rollout"]["step_weights"] == [1.0]
     best = describe_fme_checkpoint(load_checkpoint_file(run / "training_checkpoints" / "best_ckpt.tar"),
                                    run / "training_checkpoints" / "best_ckpt.tar")
     assert not best["optimizer_state"] and not best["ema_present"] and best["file_kind"].startswith("best validation")
@@ -114,8 +117,9 @@ def test_netcdf_data_and_time_window(run, ckpt):
     window = list(ckpt.batches(str(data / "*.nc"), n_samples=2, batch_size=2, seed=0,
                                time_start="2000-01-02", time_stop="2000-01-02 18:00"))
     assert all(t.startswith("2000-01-02") for t in window[0].meta["times"])
-    with pytest.raises(DataError, match="only 3 input/target pair"):
-        list(ckpt.batches(str(data), n_samples=4, batch_size=1, seed=0, time_start="2000-01-02", time_stop="2000-01-02 18:00"))
+    # fme's subset: samples chosen by initial time (inclusive), so 2000-01-02 18:00 -> 2000-01-03 00:00 is one
+    with pytest.raises(DataError, match=r"only 4 sample\(s\) available"):
+        list(ckpt.batches(str(data), n_samples=5, batch_size=1, seed=0, time_start="2000-01-02", time_stop="2000-01-02 18:00"))
     gen, tgt = ckpt.forward(batches[0], n_ensemble=2, seed=0)
     whitening = WhiteningConfig("per_sample", exponent=0.5)
     gen_d, tgt_d = ckpt.generate(batches[0], n_ensemble=2, seed=0)
@@ -139,12 +143,12 @@ def test_nan_targets_are_zeroed_and_counted(tmp_path, ckpt):
 
 
 @pytest.mark.parametrize("case,match", [
-    ("missing", r"missing variable\(s\) the model needs: \['f'\]"),
+    ("missing", r"missing variable 'f' the model needs"),
     ("grid", r"8x16 grid, the checkpoint's grid is 16x32"),
     ("lat", "latitudes .* differ from the checkpoint's"),
     ("nan_input", "NaN in input variable 'f'"),
     ("nofile", "no such file"),
-    ("timestep", "differ from the checkpoint's timestep"),
+    ("timestep", "differs from the checkpoint's timestep"),
 ])
 def test_bad_data_is_one_line_data_error(case, match, tmp_path, ckpt):
     path = tmp_path / f"{case}.nc"

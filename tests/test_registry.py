@@ -30,9 +30,13 @@ def test_plain_state_dicts_are_routed(tmp_path, wrap, sidecar_name):
 
 
 def test_plain_state_dict_without_sidecar_says_what_is_missing(tmp_path):
+    """The bundled SFNO's weights: its position embedding tells nlat = 64 and scale factor 1, nothing tells
+    nlon; given that, its 7 input channels (4 noise) make it no state-to-state model without its wrapper."""
     torch.save(load_checkpoint_file(default_checkpoint_path())["state_dict"], tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="constructor arguments as JSON in plain.pt.json or plain.json"):
+    with pytest.raises(CheckpointError, match=r"missing the data grid \(nlon: --grid NLATxNLON.*plain.pt.json or plain.json"):
         load_target(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="in_chans=7 != out_chans=3"):
+        load_target(tmp_path / "plain.pt", grid="64x128")
 
 
 def test_declared_huge_grid_is_refused_before_allocation(tmp_path):

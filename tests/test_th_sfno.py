@@ -189,9 +189,9 @@ def _bad_checkpoint(tmp_path, good: Path, case: str) -> tuple[Path, str]:
         obj["state_dict"]["blocks.0.global_conv.weight"][0, 0, 0] = float("nan")
         torch.save(obj, p)
         return p, "nan or inf in weights blocks.0.global_conv.weight"
-    if case == "plain_without_sidecar":
+    if case == "plain_without_sidecar":  # nlon: neither in the weights (learnable lat embedding) nor given
         torch.save(obj["state_dict"], p)
-        return p, "constructor arguments as json"
+        return p, "missing the data grid (nlon: --grid"
     if case == "plain_bad_sidecar":
         torch.save(obj["state_dict"], p)
         (tmp_path / f"{case}.pt.json").write_text("{not json")

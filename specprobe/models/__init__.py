@@ -7,6 +7,6 @@
     th/           torch-harmonics SFNOs (the bundled model's family)
     fme/          fme/ACE trainer checkpoints through fme's own stepper
 
-A family package exposes ``NAME``, ``claims(obj, path)``, ``describe(path, obj)`` and
+A family package exposes ``NAME``, ``claims(obj, path)``, ``describe_file(path, obj)`` and
 ``load(path, obj, ...)``; nothing outside it knows the family's files.
 """

@@ -9,7 +9,7 @@ from . import fme, th
 from .safe_load import check_readable_file, load_checkpoint_file
 
 # Order matters only for files two families could claim; the specprobe format is tagged, fme's has a
-# ``stepper``, and a plain torch-harmonics state dict is the loosest match, so it goes last.
+# ``stepper``, and a torch-harmonics state dict (bare, wrapped, Lightning) is the loosest match, so it goes last.
 FAMILIES = (fme, th)
 
 
@@ -34,7 +34,7 @@ def family_of(obj, path):
     keys = sorted(map(str, obj))[:8]
     raise CheckpointError(
         f"{path}: unknown checkpoint family (top-level {keys}); expected a specprobe torch-harmonics SFNO file, "
-        "a torch-harmonics state dict with a .json sidecar of constructor arguments, or an fme/ACE checkpoint"
+        "a torch-harmonics SFNO state dict (bare, wrapped or Lightning), or an fme/ACE checkpoint"
     )
 
 
@@ -42,12 +42,14 @@ def detect_family(obj, path) -> str:
     return family_of(obj, path).NAME
 
 
-def describe_checkpoint(checkpoint=None, *, trust: bool = False) -> dict:
-    """``specprobe info``: what a checkpoint is, without building a model where avoidable."""
+def describe_checkpoint(checkpoint=None, *, trust: bool = False, **options) -> dict:
+    """``specprobe info``: what a checkpoint is, without building a model where avoidable.
+
+    options: family options such as ``grid``/``scale_factor`` (torch-harmonics state dicts); None = unset."""
     path = resolve_checkpoint(checkpoint)
     obj = load_checkpoint_file(path, trust=trust)
     family = family_of(obj, path)
-    return {"path": str(path), "family": family.NAME, **family.describe(path, obj, trust=trust)}
+    return {"path": str(path), "family": family.NAME, **family.describe_file(path, obj, trust=trust, **options)}
 
 
 def load_target(checkpoint=None, *, device="cpu", trust: bool = False, ema: bool = False,

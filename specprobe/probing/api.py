@@ -45,8 +45,13 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
-    (None: the bundled held-out sample, or synthetic fields for fme); variants: whitening settings
-    besides the always-present baseline, e.g. ``"per_sample:gamma=0.8,eps_frac=0.05"``.
+    (None: the bundled held-out sample for the bundled model, else seeded synthetic fields on the model's
+    grid); variants: whitening settings besides the always-present baseline, e.g.
+    ``"per_sample:gamma=0.8,eps_frac=0.05"``.
+    target_options: family options. torch-harmonics: ``grid="64x128:equiangular"``, ``scale_factor=2`` for a
+    state dict whose weights do not tell them. fme: ``n_forward_steps=K`` probes the loss of fme's K-step
+    training rollout (with ``optimize_last_step_only``, ``pushforward_steps``; default: the run's training
+    config), ``labels``, ``loss_weights``, ``time_start``, ``time_stop``.
     """
     import torch
 
@@ -69,17 +74,20 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     if adam is not None:
         result.adam_by_l = adam() or {}
     describe = target.describe()
+    synthetic = bool(describe.get("synthetic_data", False)) if data is None else False
     result.provenance.update({
         "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
                        "family": target.family, "format": describe.get("format", target.family),
                        "ema": ema, "bundled_default": checkpoint is None},
         "model": describe,
-        "data": {"source": "bundled/default" if data is None else str(data),
-                 "synthetic": bool(describe.get("synthetic_data", False)) if data is None else False},
+        "data": {"source": "synthetic" if synthetic else "bundled/default" if data is None else str(data),
+                 "synthetic": synthetic},
         "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
-                    "cpu_threads": n_threads},
+                    "cpu_threads": n_threads,
+                    **{k: v for k, v in target_options.items() if v is not None}},
         "seed": seed,
+        "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
         "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "library_versions": library_versions(),
         "command_line": command_line if command_line is not None else list(sys.argv),

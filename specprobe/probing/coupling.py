@@ -12,7 +12,7 @@ import numpy as np
 
 from ..spectral import WhiteningConfig, bin_by_degree, energy_score, to_spectral, weighted_loss_terms
 from .accumulate import rss
-from .engine import as_variants
+from .engine import as_variants, loss_steps
 
 SCHEMA = "specprobe.coupling/1"
 
@@ -38,14 +38,18 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
     sums = {c.name: {"bands": [[torch.zeros_like(t) for t in tensors] for _ in bands],
                      "full": [torch.zeros_like(t) for t in tensors]} for c in configs}
     for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
-        gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
-        gen_hat, tgt_hat = to_spectral(gen, grid=target.loss_grid), to_spectral(tgt, grid=target.loss_grid)
+        # A training rollout (fme --n-forward-steps) contributes each loss step with its step weight.
+        steps = []
+        for gen, tgt, weight in loss_steps(target, batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index):
+            tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+            steps.append((weight, tgt_hat, energy_score(to_spectral(gen, grid=target.loss_grid), tgt_hat)))
         share = gen.shape[0] / n_samples  # per_degree is a batch mean; weight it into the mean over all samples
-        es = energy_score(gen_hat, tgt_hat)  # shared by every variant
         for cfg in configs:
             w = cfg.build()
-            terms = weighted_loss_terms(es, factor=w.factor(tgt_hat) if w else None)
-            per_l = terms.per_degree.sum(dim=0) * share  # (L,)
+            per_l = 0
+            for weight, tgt_hat, es in steps:  # es is shared by every variant
+                terms = weighted_loss_terms(es, factor=w.factor(tgt_hat) if w else None)
+                per_l = per_l + weight * terms.per_degree.sum(dim=0) * share  # (L,)
             pieces = [per_l[lo: hi + 1].sum() for lo, hi in bands] + [per_l.sum()]
             for k, piece in enumerate(pieces):
                 grads = torch.autograd.grad(piece, tensors, retain_graph=True, allow_unused=True)
@@ -54,7 +58,7 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
                     if g is not None:
                         a += g
         # Drop this batch's graph before the next forward, so peak memory never holds two graphs.
-        del gen, tgt, gen_hat, tgt_hat, es, terms, per_l, pieces, piece, grads
+        del gen, tgt, steps, tgt_hat, es, terms, per_l, pieces, piece, grads
     return sums, params, bands, n_degrees
 
 

@@ -175,42 +175,63 @@ class _Accumulators:
     loss_sums: dict
 
 
+def loss_steps(target, batch, *, n_ensemble: int, seed: int) -> list[tuple]:
+    """[(gen, target, step weight)]: the target's training rollout (fme ``loss_steps``), else its one
+    forward with weight 1. The probed loss is the step-weighted sum of the steps' losses."""
+    steps = getattr(target, "loss_steps", None)
+    if steps is not None:
+        return steps(batch, n_ensemble=n_ensemble, seed=seed)
+    gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed)
+    return [(gen, tgt, 1.0)]
+
+
 def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accumulators, *, n_ensemble, seed,
                  loss) -> int:
-    """One forward, the loss SHT once, per variant one backward per sample; returns the batch size."""
+    """One forward (rollout), the loss SHT once per step, per variant one backward per sample; returns the batch size.
+
+    Diagnostics (powers, skill/spread, whitening factors) describe the last loss step of a rollout.
+    """
     import torch
 
-    gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
-    gen_hat = to_spectral(gen, grid=target.loss_grid)
-    tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+    steps = []
+    for gen, tgt, weight in loss_steps(target, batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index):
+        gen_hat = to_spectral(gen, grid=target.loss_grid)
+        tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+        skill, spread = energy_score_terms(gen_hat, tgt_hat)
+        es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
+        crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
+        steps.append((weight, gen_hat, tgt_hat, es, crps_term))
     b = gen.shape[0]
-    skill, spread = energy_score_terms(gen_hat, tgt_hat)
-    es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
     with torch.no_grad():
         acc.target_power.add(degree_power(tgt_hat[:, 0]))
         acc.pred_power.add(degree_power(gen_hat).mean(dim=1))
         w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
         acc.skill_rows.add((skill * w).sum(-1))
         acc.spread_rows.add((spread * w).sum(-1))
-    crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
+    gen_hats = [step[1] for step in steps]
     for k, cfg in enumerate(configs):
         whitening = cfg.build()
-        factor = whitening.factor(tgt_hat) if whitening is not None else None
+        per_sample = None
+        for weight, gen_hat, tgt_hat, es, crps_term in steps:
+            factor = whitening.factor(tgt_hat) if whitening is not None else None
+            terms = weighted_loss_terms(es, factor=factor, weight=loss.energy_score_weight)
+            step_loss = terms.per_sample_channel  # (B, C)
+            if crps_term is not None:
+                step_loss = step_loss + loss.crps_weight * crps_term
+            step_loss = step_loss.mean(dim=1)  # each sample's loss (mean over channels, as fme)
+            per_sample = weight * step_loss if per_sample is None else per_sample + weight * step_loss
         if factor is not None:
             acc.factors[cfg.name].add(factor[..., 0])
-        terms = weighted_loss_terms(es, factor=factor, weight=loss.energy_score_weight)
-        per_sample = terms.per_sample_channel  # (B, C)
-        if crps_term is not None:
-            per_sample = per_sample + loss.crps_weight * crps_term
-        per_sample = per_sample.mean(dim=1)  # each sample's loss (mean over channels, as fme)
         acc.loss_sums[cfg.name] += float(per_sample.detach().sum())
         for s in range(b):
             last = k == len(configs) - 1 and s == b - 1  # the graph's buffers go with the last backward
-            grads = torch.autograd.grad(per_sample[s], inputs + [gen_hat], retain_graph=not last, allow_unused=True)
-            for moment, g, p in zip(acc.moments[cfg.name], grads[:-1], params):
+            grads = torch.autograd.grad(per_sample[s], inputs + gen_hats, retain_graph=not last, allow_unused=True)
+            for moment, g, p in zip(acc.moments[cfg.name], grads[:len(inputs)], params):
                 moment.add(g if g is not None else torch.zeros_like(p.tensor))
-            g_hat = grads[-1]
-            sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
+            sq = torch.zeros(gen_hats[0].shape[-2], dtype=torch.float64, device=gen_hats[0].device)
+            for g_hat in grads[len(inputs):]:
+                if g_hat is not None:
+                    sq = sq + (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double()
             acc.out_grad_sq[cfg.name] = sq if acc.out_grad_sq[cfg.name] is None else acc.out_grad_sq[cfg.name] + sq
     return b
 

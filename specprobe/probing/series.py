@@ -42,7 +42,8 @@ def probe_series(paths, **probe_kwargs) -> list[tuple[Path, ProbeResult]]:
     return [(p, probe(p, **probe_kwargs)) for p in expand_checkpoints(paths)]
 
 
-def series_summary(items: list[tuple[Path, ProbeResult]]) -> dict:
+def series_summary(items: list[tuple[Path, ProbeResult]], result_files: list[str] | None = None) -> dict:
+    """result_files: each checkpoint's result.json relative to series.json, so the series can be reloaded whole."""
     rows = []
     for i, (path, r) in enumerate(items):
         epoch = epoch_of(r)
@@ -54,4 +55,6 @@ def series_summary(items: list[tuple[Path, ProbeResult]]) -> dict:
                      "gsnr_band_median": r.stats["baseline"].get("gsnr_band_median", {}),
                      "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()},
                      "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})}})
+        if result_files is not None:
+            rows[-1]["result"] = result_files[i]
     return {"schema": "specprobe.series/1", "rows": rows}

@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import SpecprobeError
 from ..probing.result import SCHEMA, ProbeResult, epoch_of
 from ..probing.sweep import optimizer_columns
-from .figures import _COLORS, _plt, _save, add_km_axis, plain_log_ticks
+from .figures import _COLORS, add_km_axis, new_figure, plain_log_ticks, save_figure
 from .files import read_result_json
 from .tables import _num, _short
 
@@ -95,14 +95,13 @@ def compare_optimizer_table(rows: list[dict]):
     return t
 
 
-def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
-    plt = _plt()
+def figure_compare(results, labels, *, variant="baseline", normalize="none"):
     has_gsnr = any(r.gsnr_by_l.get(variant) for r in results)
     has_factor = any(r.whitening_factor_by_l for r in results)
     ncols = 1 + has_gsnr + has_factor
     has_opt = any(len(r.direction_cosine_by_l) > 1 for r in results)
-    fig, grid = plt.subplots(2 if has_opt else 1, max(ncols, 2) if has_opt else ncols,
-                             figsize=(6.5 * max(ncols, 2 if has_opt else 1), 9.6 if has_opt else 4.8), squeeze=False)
+    fig, grid = new_figure(2 if has_opt else 1, max(ncols, 2) if has_opt else ncols,
+                           figsize=(6.5 * max(ncols, 2 if has_opt else 1), 9.6 if has_opt else 4.8), squeeze=False)
     axes = grid[0][:ncols]
     for extra in grid[0][ncols:]:
         extra.set_visible(False)
@@ -135,7 +134,11 @@ def plot_compare(results, labels, path, *, variant="baseline", normalize="none",
         add_km_axis(ax)
     if has_opt:
         _plot_optimizer_overlay(grid[1], results, labels, variant)
-    _save(fig, path, fmt)
+    return fig
+
+
+def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
+    save_figure(figure_compare(results, labels, variant=variant, normalize=normalize), path, fmt)
 
 
 def _optimizer_variant(result: ProbeResult, variant: str) -> str | None:

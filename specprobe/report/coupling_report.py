@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import _plt, _save
+from .figures import new_figure
+from .tables import _num
 
 
-def plot_coupling(coupling: dict, path, fmt: str = "png") -> None:
-    plt = _plt()
+def figure_coupling(coupling: dict):
     from matplotlib.colors import LogNorm
 
     names = list(coupling["variants"])
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.8), squeeze=False)
+    fig, axes = new_figure(1, len(names), figsize=(6.5 * len(names), 4.8), squeeze=False)
     for ax, name in zip(axes[0], names):
         m = np.asarray(coupling["variants"][name]["matrix"], dtype=float)
         m = np.where(m > 0, m, np.nan)
@@ -24,4 +24,17 @@ def plot_coupling(coupling: dict, path, fmt: str = "png") -> None:
         ax.set_title(name, fontsize=10)
         fig.colorbar(im, ax=ax, label="|∂loss_band/∂w| per degree")
     fig.suptitle("how each band of the loss reaches each degree of the filter weights", fontsize=10)
-    _save(fig, path, fmt)
+    return fig
+
+
+def coupling_table(coupling: dict):
+    from rich.table import Table
+
+    t = Table(title="Share of each loss band's gradient that lands on its own degrees")
+    t.add_column("loss degrees")
+    for name in coupling["variants"]:
+        t.add_column(name, justify="right")
+    for i, b in enumerate(coupling["loss_bands"]):
+        shares = (_num(v["diagonal_share"][i], "{:.2f}") for v in coupling["variants"].values())
+        t.add_row(f"{b['lo']}–{b['hi']}", *shares)
+    return t

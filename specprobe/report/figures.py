@@ -14,13 +14,13 @@ FORMATS = ("png", "svg", "pdf")
 _COLORS = ["#222222", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
 
 
-def _plt():
-    import matplotlib
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize, squeeze: bool = True):
+    """A Figure outside pyplot: no global backend switch (a notebook keeps its own), no figure
+    manager to leak, and a notebook shows the returned Figure exactly as the CLI saves it."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def _l_to_km(l):
@@ -64,11 +64,15 @@ def plain_log_ticks(ax) -> None:
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
-def _save(fig, path, fmt: str) -> None:
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """The figure as the CLI writes it (no date in svg/pdf, so reruns are byte-identical)."""
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight", metadata={"Date": None} if fmt in ("svg", "pdf") else None)
-    _plt().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_figure(fig, path, fmt: str = "png"):
+    return atomic_write_bytes(path, figure_bytes(fig, fmt))
 
 
 def _title(result: ProbeResult) -> str:
@@ -77,9 +81,8 @@ def _title(result: ProbeResult) -> str:
     return f"{name} — {result.provenance.get('n_samples_probed', '?')} samples"
 
 
-def plot_grad_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
+def figure_grad_by_l(result: ProbeResult):
+    fig, ax = new_figure(figsize=(8, 5))
     l = np.asarray(result.degrees)
     _shade_bands(ax, result)
     for i, name in enumerate(result.variant_names):
@@ -98,24 +101,25 @@ def plot_grad_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
     add_km_axis(ax)
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.25)
-    _save(fig, path, fmt)
+    return fig
 
 
-def plot_whitening_factors(result: ProbeResult, path, fmt: str = "png") -> None:
-    plt = _plt()
+def figure_whitening_factors(result: ProbeResult):
     variants = [v for v in result.variant_names if v in result.whitening_factor_by_l]
-    fig, (ax_f, ax_p) = plt.subplots(1, 2, figsize=(12, 4.8))
-    l = np.asarray(result.degrees)
+    fig, (ax_f, ax_p) = new_figure(1, 2, figsize=(12, 4.8))
     styles = ["-", "--", ":", "-."]
+    # loss degrees (the loss SHT's), not filter degrees: they differ when the SFNO works on a coarser grid
     for ci, ch in enumerate(result.channels):
         color = _COLORS[(ci + 1) % len(_COLORS)]
         for vi, name in enumerate(variants):
             f = result.whitening_factor_by_l[name][ch]
+            l = np.arange(len(f["mean"]))
             ax_f.plot(l, f["mean"], color=color, ls=styles[vi % len(styles)], lw=1.6,
                       label=f"{ch}, {name}" if len(variants) > 1 else ch)
             ax_f.fill_between(l, f["p10"], f["p90"], color=color, alpha=0.15, lw=0)
-        ax_p.plot(l[1:], np.asarray(result.target_power_by_l[ch])[1:], color=color, lw=1.6, label=f"{ch} target")
-        ax_p.plot(l[1:], np.asarray(result.prediction_power_by_l[ch])[1:], color=color, lw=1, ls="--",
+        target, prediction = (np.asarray(p[ch]) for p in (result.target_power_by_l, result.prediction_power_by_l))
+        ax_p.plot(np.arange(1, len(target)), target[1:], color=color, lw=1.6, label=f"{ch} target")
+        ax_p.plot(np.arange(1, len(prediction)), prediction[1:], color=color, lw=1, ls="--",
                   label=f"{ch} prediction")
     ax_f.axhline(1.0, color="0.5", lw=0.8)
     ax_f.set_yscale("log")
@@ -133,12 +137,11 @@ def plot_whitening_factors(result: ProbeResult, path, fmt: str = "png") -> None:
     for ax in (ax_f, ax_p):
         ax.grid(True, which="both", alpha=0.25)
     fig.suptitle(_title(result), fontsize=10)
-    _save(fig, path, fmt)
+    return fig
 
 
-def plot_gsnr_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
+def figure_gsnr_by_l(result: ProbeResult):
+    fig, ax = new_figure(figsize=(8, 5))
     l = np.asarray(result.degrees)
     _shade_bands(ax, result)
     plotted = False
@@ -157,26 +160,7 @@ def plot_gsnr_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
     ax.set_title(_title(result), fontsize=10, pad=28)
     add_km_axis(ax)
     ax.grid(True, which="both", alpha=0.25)
-    _save(fig, path, fmt)
-
-
-def write_figures(result: ProbeResult, out_dir, fmt: str = "png") -> list:
-    if fmt not in FORMATS:
-        raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
-    from pathlib import Path
-
-    out = Path(out_dir)
-    paths = [out / f"grad_by_l.{fmt}", out / f"whitening_factors.{fmt}", out / f"gsnr_by_l.{fmt}"]
-    plot_grad_by_l(result, paths[0], fmt)
-    plot_whitening_factors(result, paths[1], fmt)
-    plot_gsnr_by_l(result, paths[2], fmt)
-    if result.adam_by_l.get("parameters"):
-        paths.append(out / f"adam_by_l.{fmt}")
-        plot_adam_by_l(result, paths[-1], fmt)
-    if len(result.direction_cosine_by_l) > 1:
-        paths.append(out / f"direction_by_l.{fmt}")
-        plot_direction_by_l(result, paths[-1], fmt)
-    return paths
+    return fig
 
 
 def _ratio(a, b):
@@ -185,12 +169,11 @@ def _ratio(a, b):
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
-def plot_direction_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
+def figure_direction_by_l(result: ProbeResult):
     """What whitening changes under the optimizer: direction cosine and Adam step ratio (vs raw boost) by l."""
-    plt = _plt()
     switch = (result.switch_step_by_l or {}).get("variants") or {}
     ncols = 3 if switch else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols, 4.8))
+    fig, axes = new_figure(1, ncols, figsize=(6.2 * ncols, 4.8))
     ax_c, ax_s = axes[0], axes[1]
     l = np.asarray(result.degrees)
     base_total = result.grad_by_l["baseline"]["total"]
@@ -236,14 +219,14 @@ def plot_direction_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(_title(result), fontsize=10)
-    _save(fig, path, fmt)
+    return fig
 
 
-def plot_adam_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
+def figure_adam_by_l(result: ProbeResult):
     """Optimizer's view (fme ckpt.tar): sqrt(v_hat) and the effective Adam step per degree, per layer."""
-    plt = _plt()
     params = result.adam_by_l.get("parameters", {})
-    fig, (ax_v, ax_s) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (ax_v, ax_s) = new_figure(1, 2, figsize=(12, 4.8))
+    fig.subplots_adjust(wspace=0.3)  # room for the right panel's long y label
     for i, (name, a) in enumerate(params.items()):
         color = _COLORS[(i + 1) % len(_COLORS)]
         short = name.replace("module.", "").replace(".filter", "")
@@ -258,4 +241,30 @@ def plot_adam_by_l(result: ProbeResult, path, fmt: str = "png") -> None:
         ax.legend(fontsize=6, ncol=2)
     step = next(iter(params.values()))["step"] if params else "?"
     fig.suptitle(f"Adam state in the checkpoint (step {step})", fontsize=10)
-    _save(fig, path, fmt)
+    return fig
+
+
+# name -> (figure function, does this result have what it draws?). The CLI writes every available
+# one as NAME.FMT; the Python API returns the same Figure from result.plot(NAME).
+FIGURES = {
+    "grad_by_l": (figure_grad_by_l, lambda r: True),
+    "whitening_factors": (figure_whitening_factors, lambda r: True),
+    "gsnr_by_l": (figure_gsnr_by_l, lambda r: True),
+    "adam_by_l": (figure_adam_by_l, lambda r: bool(r.adam_by_l.get("parameters"))),
+    "direction_by_l": (figure_direction_by_l, lambda r: len(r.direction_cosine_by_l) > 1),
+}
+
+
+def figure_names(result: ProbeResult) -> list[str]:
+    return [name for name, (_, available) in FIGURES.items() if available(result)]
+
+
+def write_figures(result: ProbeResult, out_dir, fmt: str = "png") -> list:
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
+    from pathlib import Path
+
+    paths = []
+    for name in figure_names(result):
+        paths.append(save_figure(FIGURES[name][0](result), Path(out_dir) / f"{name}.{fmt}", fmt))
+    return paths

@@ -56,6 +56,27 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return path
 
 
+def atomic_write_with(path, write) -> Path:
+    """For writers that want a file name (netCDF): ``write(tmp)`` fills a temporary file beside
+    ``path``, which is then synced and renamed over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 

@@ -1,21 +1,21 @@
-"""Series figure: high-band share of the gradient and per-band GSNR against epoch."""
+"""Series figure and table: high-band share of the gradient, per-band GSNR and the optimizer view against epoch."""
 
 from __future__ import annotations
 
-from .figures import _COLORS, _plt, _save
+from .figures import _COLORS, new_figure
+from .tables import _num
 
 
 def _floats(values) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def plot_series(summary: dict, path, fmt: str = "png") -> None:
-    plt = _plt()
+def figure_series(summary: dict):
     rows = summary["rows"]
     use_epoch = all(r["epoch"] is not None for r in rows)
     x = [r["epoch"] if use_epoch else r["index"] for r in rows]
     first = next((v for r in rows for v in r.get("optimizer_view", {}) if r["optimizer_view"][v]), None)
-    fig, axes = plt.subplots(1, 3 if first else 2, figsize=(18 if first else 12, 4.5))
+    fig, axes = new_figure(1, 3 if first else 2, figsize=(18 if first else 12, 4.5))
     ax_s, ax_g = axes[0], axes[1]
     ax_s.plot(x, [r["high_band_share"] for r in rows], marker="o", color=_COLORS[0])
     ax_s.set_ylabel("high-band share of the filter gradient (baseline)")
@@ -45,4 +45,28 @@ def plot_series(summary: dict, path, fmt: str = "png") -> None:
         ax.set_xlabel("epoch" if use_epoch else "checkpoint index")
         ax.grid(True, alpha=0.25)
     fig.suptitle("small-scale gradient across training checkpoints", fontsize=10)
-    _save(fig, path, fmt)
+    return fig
+
+
+def series_table(summary: dict):
+    from pathlib import Path
+
+    from rich.table import Table
+
+    t = Table(title="Series: baseline filter gradient across checkpoints; raw boost, Adam step ratio and direction "
+                    "cosine of the first whitening variant")
+    t.add_column("checkpoint", min_width=16, overflow="fold")
+    for col in ("epoch", "high\nshare", "decline", "GSNR\nlow/high", "raw\nhigh", "Adam\nhigh", "cos\nlow/high"):
+        t.add_column(col, no_wrap=True, justify="right")
+    for r in summary["rows"]:
+        gs = r["gsnr_band_median"]
+        first = next(iter(r["high_band_boost"]), None)
+        ov = (r.get("optimizer_view") or {}).get(first) or {}
+        cos = ov.get("direction_cosine", {})
+        shown = Path(r["checkpoint"])
+        t.add_row(f"{shown.parent.name}/{shown.name}", str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
+                  _num(r["decline_ratio"], "{:.2f}"), f"{_num(gs.get('low'))}/{_num(gs.get('high'))}",
+                  _num(r["high_band_boost"].get(first), "{:.2f}x"),
+                  _num(ov.get("adam_step_ratio", {}).get("high"), "{:.2f}x"),
+                  f"{_num(cos.get('low'), '{:.2f}')}/{_num(cos.get('high'), '{:.2f}')}")
+    return t

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import _COLORS, _plt, _save
+from .figures import _COLORS, new_figure
 from .tables import _num
 
 
@@ -52,10 +52,20 @@ def sweep_optimizer_table(sweep: dict):
     return t
 
 
-def plot_sweep(sweep: dict, path, fmt: str = "png") -> None:
-    plt = _plt()
+def sweep_report(sweep: dict):
+    """What the CLI prints (a notebook displays it): the sweep table, and the optimizer table when the
+    settings carry its statistics."""
+    from .tables import _report_class
+
+    tables = [sweep_table(sweep)]
+    if any("adam_step_ratio" in s for s in sweep["settings"]):
+        tables.append(sweep_optimizer_table(sweep))
+    return _report_class()(*tables)
+
+
+def figure_sweep(sweep: dict):
     has_opt = any("adam_step_ratio" in s for s in sweep["settings"])
-    fig, axes = plt.subplots(1, 3 if has_opt else 2, figsize=(18 if has_opt else 12, 4.8))
+    fig, axes = new_figure(1, 3 if has_opt else 2, figsize=(18 if has_opt else 12, 4.8))
     ax_g, ax_pm = axes[0], axes[1]
     bands = [b["name"] for b in sweep["bands"]]
     eps_values = sorted({s["eps_frac"] for s in sweep["settings"]})
@@ -89,7 +99,7 @@ def plot_sweep(sweep: dict, path, fmt: str = "png") -> None:
     for ax in axes:
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
-    _save(fig, path, fmt)
+    return fig
 
 
 def _plot_optimizer_view(ax, sweep: dict, bands: list[str]) -> None:

@@ -1,7 +1,8 @@
-"""Terminal tables and the two-line verdict, from a ProbeResult (rich)."""
+"""Terminal tables and the verdict, from a ProbeResult (rich)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..probing.result import ProbeResult, wavelength_km
@@ -14,6 +15,21 @@ def _num(x, fmt="{:.3g}") -> str:
 def _km(lo: int, hi: int) -> str:
     a, b = wavelength_km(max(lo, 1)), wavelength_km(hi)
     return f"{b:,.0f}–{a:,.0f}" if hi > lo else f"{a:,.0f}"
+
+
+SYNTHETIC_HEADER = ("[yellow]data: SYNTHETIC seeded red-spectrum fields on the model's grid (from the checkpoint's "
+                    "normalisation where it has one); pass --data for real states[/yellow]")
+
+
+def deterministic_line(result: ProbeResult) -> str | None:
+    """For a model without noise: its members are identical, so the energy score's spread term is zero."""
+    model = result.provenance.get("model", {})
+    n_ensemble = result.provenance.get("options", {}).get("n_ensemble", 1)
+    if not model.get("deterministic") or n_ensemble <= 1:
+        return None
+    return (f"deterministic model (no noise): its {n_ensemble} ensemble members are identical, so the energy "
+            "score's spread term is zero and only the skill term reaches the weights; --n-ensemble 1 probes the "
+            "same loss at a fraction of the cost")
 
 
 def _label(name: str) -> str:
@@ -35,6 +51,26 @@ def _raw_lines(result: ProbeResult) -> list[str]:
                      f"(low band {_num(boost['low'], '{:.2f}')}x)")
     line2 = "; ".join(lifts) if lifts else "no whitening variant probed (add --whitening per_sample)"
     return [line1, line2]
+
+
+def band_rows(result: ProbeResult) -> tuple[list[str], list[list]]:
+    """The band table as numbers (columns, rows): what the terminal shows and W&B logs."""
+    has_gsnr = bool(result.gsnr_by_l.get("baseline"))
+    columns = ["band", "degrees", "wavelength km", "baseline"] + (["GSNR base"] if has_gsnr else [])
+    for name in result.variant_names[1:]:
+        columns += [name, f"boost {name}"] + ([f"GSNR {name}"] if has_gsnr else [])
+    rows = []
+    for b in result.bands:
+        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]),
+               result.stats["baseline"]["band_means"][b["name"]]]
+        if has_gsnr:
+            row.append(result.stats["baseline"]["gsnr_band_median"].get(b["name"]))
+        for name in result.variant_names[1:]:
+            row += [result.stats[name]["band_means"][b["name"]], result.stats["boost"][name][b["name"]]]
+            if has_gsnr:
+                row.append(result.stats[name]["gsnr_band_median"].get(b["name"]))
+        rows.append(row)
+    return columns, rows
 
 
 def _short(name: str) -> str:
@@ -93,11 +129,13 @@ def interpretation(result: ProbeResult, name: str, view: dict, adaptive: bool) -
 
 
 def verdict(result: ProbeResult) -> list[str]:
-    """Leads with what changes under the checkpoint's training optimizer, then the raw gradient (labelled raw)."""
+    """Leads with what changes under the checkpoint's training optimizer, then the raw gradient (labelled raw),
+    then, for a deterministic model, that its ensemble members are identical."""
     opt_view = result.stats.get("optimizer_view") or {}
     views = opt_view.get("variants") or {}
+    extra = [line for line in (deterministic_line(result),) if line]
     if not views:  # files written before the optimizer-aware statistics
-        return _raw_lines(result)
+        return _raw_lines(result) + extra
     opt = opt_view.get("optimizer") or {}
     name = opt.get("name", "unknown")
     adaptive = name.lower().startswith("adam")
@@ -106,7 +144,7 @@ def verdict(result: ProbeResult) -> list[str]:
     lines = [f"{head}:"] + [f"  {_optimizer_line(result, v, view)}" for v, view in views.items()]
     first = next(iter(views))
     lines.append(interpretation(result, first, views[first], adaptive or name == "unknown"))
-    return lines + _raw_lines(result)
+    return lines + _raw_lines(result) + extra
 
 
 def optimizer_table(result: ProbeResult):
@@ -149,31 +187,15 @@ def optimizer_table(result: ProbeResult):
 def band_table(result: ProbeResult):
     from rich.table import Table
 
+    columns, rows = band_rows(result)
     t = Table(title="Gradient of the spectral filter weights by degree band (L2 norm, RSS over layers)")
-    t.add_column("band")
-    t.add_column("degrees", justify="right")
-    t.add_column("wavelength km", justify="right")
-    t.add_column("baseline", justify="right")
-    has_gsnr = bool(result.gsnr_by_l.get("baseline"))
-    if has_gsnr:
-        t.add_column("GSNR base", justify="right")
-    for name in result.variant_names[1:]:
-        short = name.replace("per_sample", "ps")
-        t.add_column(short, justify="right")
-        t.add_column("boost", justify="right")
-        if has_gsnr:
-            t.add_column("GSNR", justify="right")
-    for b in result.bands:
-        row = [b["name"], f"{b['lo']}–{b['hi']}", _km(b["lo"], b["hi"]),
-               _num(result.stats["baseline"]["band_means"][b["name"]])]
-        if has_gsnr:
-            row.append(_num(result.stats["baseline"]["gsnr_band_median"].get(b["name"])))
-        for name in result.variant_names[1:]:
-            row += [_num(result.stats[name]["band_means"][b["name"]]),
-                    _num(result.stats["boost"][name][b["name"]], "{:.2f}x")]
-            if has_gsnr:
-                row.append(_num(result.stats[name]["gsnr_band_median"].get(b["name"])))
-        t.add_row(*row)
+    for i, col in enumerate(columns):
+        short = col.replace("per_sample", "ps")
+        t.add_column("boost" if col.startswith("boost ") else "GSNR" if col.startswith("GSNR ") and col != "GSNR base"
+                     else short, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row[:3], *(_num(v, "{:.2f}x") if columns[i + 3].startswith("boost ") else _num(v)
+                              for i, v in enumerate(row[3:])))
     return t
 
 
@@ -222,18 +244,37 @@ def nonfinite_lines(result: ProbeResult) -> list[str]:
             for v, per in result.nonfinite.items() for p, n in per.items()]
 
 
-def render_grad_by_l(result: ProbeResult, console) -> None:
-    src = result.provenance.get("data", {})
-    if src.get("synthetic"):
-        console.print("[yellow]data: SYNTHETIC red-spectrum fields from the checkpoint's normalisation "
-                      "(pass --data for real states)[/yellow]")
-    console.print(band_table(result))
-    console.print(layer_table(result))
+@functools.cache
+def _report_class():
+    """A rich Group that a Jupyter cell displays (rich's Table and Text do; Group alone does not)."""
+    from rich.console import Group
+    from rich.jupyter import JupyterMixin
+
+    return type("Report", (JupyterMixin, Group), {})
+
+
+def grad_by_l_report(result: ProbeResult):
+    """Everything ``specprobe grad-by-l`` prints, as one rich renderable (a notebook shows it as is)."""
+    from rich.text import Text
+
+    parts = []
+    if result.provenance.get("data", {}).get("synthetic"):
+        parts.append(Text.from_markup(SYNTHETIC_HEADER))
+    rollout = result.provenance.get("rollout") or {}
+    if rollout.get("n_forward_steps", 1) > 1:
+        parts.append(Text(f"loss: fme {rollout['n_forward_steps']}-step training rollout, loss steps "
+                          f"{rollout['loss_steps']} weighted {[round(w, 4) for w in rollout['step_weights']]} "
+                          f"(optimize_last_step_only={rollout['optimize_last_step_only']}, "
+                          f"pushforward_steps={rollout['pushforward_steps']}; {rollout['source']})"))
+    parts += [band_table(result), layer_table(result)]
     if (result.stats.get("optimizer_view") or {}).get("variants"):
-        console.print(optimizer_table(result))
+        parts.append(optimizer_table(result))
     if result.adam_by_l.get("parameters"):
-        console.print(adam_table(result))
-    for line in nonfinite_lines(result):
-        console.print(f"[red]{line}[/red]")
-    for line in verdict(result):
-        console.print(f"[bold]{line}[/bold]")
+        parts.append(adam_table(result))
+    parts += [Text(line, style="red") for line in nonfinite_lines(result)]
+    parts += [Text(line, style="bold") for line in verdict(result)]
+    return _report_class()(*parts)
+
+
+def render_grad_by_l(result: ProbeResult, console) -> None:
+    console.print(grad_by_l_report(result))

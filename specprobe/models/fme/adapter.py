@@ -14,6 +14,7 @@ from a seeded ``RandomState`` carried in ``StepperState`` (one generator for all
 its own slice), ``unfold_ensemble_dim``. The loss-space conversion reuses the objects of the
 ``StepLoss`` that ``Stepper.build_loss`` builds: its loss normaliser and packer (channels in
 ``stepper.loss_names`` = sorted out_names), NaN targets zeroed in both, per-variable weights.
+K-step training rollouts (``n_forward_steps``): :mod:`.rollout`, through :meth:`FmeTarget.loss_steps`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .describe import (  # noqa: F401 - re-exported entry points for the registr
     is_fme_checkpoint,
     single_module_config,
     training_loss_config,
+    training_rollout_config,
 )
 
 FME_MISSING = "fme checkpoints need the fme extra: pip install 'specprobe[fme]' (fme==2026.10.0)"
@@ -46,7 +48,9 @@ def _require_fme():
 def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = False,
                     degree_axis_overrides: Mapping[str, int] | None = None, crps_weight: float = 0.0,
                     energy_score_weight: float = 1.0, loss_weights: Mapping[str, float] | None = None,
-                    labels: list[str] | None = None, time_start=None, time_stop=None, obj=None) -> "FmeTarget":
+                    labels: list[str] | None = None, time_start=None, time_stop=None, obj=None,
+                    n_forward_steps: int | None = None, optimize_last_step_only: bool | None = None,
+                    pushforward_steps: int | None = None) -> "FmeTarget":
     """Load an fme trainer checkpoint (``ckpt.tar``, ``best_ckpt.tar``, ``best_inference_ckpt.tar``,
     ``ckpt_NNNN.tar``; current or legacy format) as a :class:`FmeTarget`.
 
@@ -56,7 +60,10 @@ def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = Fals
     loss_weights: per-variable loss weights; default: the training config's ``loss.weights`` (legacy
     checkpoints store it; current ones via ``<experiment_dir>/config.yaml``), else none.
     labels: dataset labels active for every sample of a conditional model (default: none, fme's
-    all-zero label vector). time_start/time_stop: default time window for netCDF data.
+    all-zero label vector; a data config's own ``labels`` otherwise). time_start/time_stop: default time
+    window for real data (fme's ``subset`` by initial time).
+    n_forward_steps, optimize_last_step_only, pushforward_steps: the training rollout the loss covers
+    (fme ``TrainStepperConfig``); default: what the training config recorded (``info``), else 1 step.
     obj: the already safely loaded file (the registry reads each file once).
     """
     from ..safe_load import load_checkpoint_file
@@ -68,7 +75,8 @@ def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = Fals
     _require_fme()
     return FmeTarget(obj, path, device=device, ema=ema, overrides=degree_axis_overrides, crps_weight=crps_weight,
                      energy_score_weight=energy_score_weight, loss_weights=loss_weights, labels=labels,
-                     time_start=time_start, time_stop=time_stop)
+                     time_start=time_start, time_stop=time_stop, n_forward_steps=n_forward_steps,
+                     optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps)
 
 
 def _device_context(device):
@@ -89,7 +97,8 @@ class FmeTarget:
     loss_grid = "legendre-gauss"  # fme's EnsembleLoss SHT: LatLonOperations default grid
 
     def __init__(self, obj, path, *, device="cpu", ema=False, overrides=None, crps_weight=0.0,
-                 energy_score_weight=1.0, loss_weights=None, labels=None, time_start=None, time_stop=None):
+                 energy_score_weight=1.0, loss_weights=None, labels=None, time_start=None, time_stop=None,
+                 n_forward_steps=None, optimize_last_step_only=None, pushforward_steps=None):
         import torch
 
         self.path = Path(path)
@@ -128,6 +137,7 @@ class FmeTarget:
                           or single_module_config(obj).get("builder", {}).get("config", {}).get("data_grid", "legendre-gauss"))
         self.loss_config, self.loss_config_source = training_loss_config(obj, path)
         self.loss_weights = self._resolve_weights(loss_weights)
+        self.rollout = self._resolve_rollout(n_forward_steps, optimize_last_step_only, pushforward_steps)
         self._params = self._spectral_params(overrides)
         self._step_losses = {}
 
@@ -167,6 +177,15 @@ class FmeTarget:
             raise CheckpointError(f"{self.path}: loss weights for {unknown}, which are not loss channels {self.channel_names}")
         return {k: float(v) for k, v in weights.items()}
 
+    def _resolve_rollout(self, n_forward_steps, optimize_last_step_only, pushforward_steps):
+        from .rollout import resolve_rollout
+
+        if self.stepper.n_ic_timesteps != 1:
+            raise CheckpointError(f"{self.path}: {self.stepper.n_ic_timesteps} initial-condition times; "
+                                  "specprobe probes one-time initial conditions only")
+        return resolve_rollout(self._obj, self.path, n_forward_steps=n_forward_steps,
+                               optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps)
+
     def named_modules(self):
         """(name prefix, torch module) in fme's optimizer order (``stepper.modules``)."""
         mods = list(self.stepper.modules)
@@ -182,11 +201,11 @@ class FmeTarget:
 
     # -------------------------------------------------------------- data
 
-    def data_spec(self):
+    def data_spec(self, n_forward_steps: int = 1):
         from .data import DataSpec
 
         st = self.stepper
-        req = st.config.get_evaluation_window_data_requirements(1)
+        req = st.config.get_evaluation_window_data_requirements(n_forward_steps)
         normalizer = st.normalizer
         loss_norm = self.fme_step_loss().loss.normalizer
         means = {k: float(v) for k, v in normalizer.means.items()}
@@ -198,14 +217,27 @@ class FmeTarget:
                         target_names=list(self.channel_names), nlat=self.nlat, nlon=self.nlon, grid=self.data_grid,
                         lat=lat, timestep_seconds=st.training_dataset_info.timestep.total_seconds(),
                         means=means, stds=stds, tendency_stds=tend,
-                        allow_nan_inputs=bool(getattr(normalizer, "fill_nans_on_normalize", False)))
+                        allow_nan_inputs=bool(getattr(normalizer, "fill_nans_on_normalize", False)),
+                        allow_missing_variables=bool(req.allow_missing_variables),
+                        n_ic_timesteps=int(st.n_ic_timesteps), training_dataset_info=st.training_dataset_info)
 
-    def batches(self, data, *, n_samples: int, batch_size: int, seed: int, time_start=None, time_stop=None) -> Iterator[Batch]:
-        """Samples from netCDF ``data`` (file, directory or glob) or, with ``data=None``, synthetic fields."""
+    def batches(self, data, *, n_samples: int, batch_size: int, seed: int, time_start=None, time_stop=None,
+                n_forward_steps: int | None = None) -> Iterator[Batch]:
+        """Samples read by fme's own dataset code, or, with ``data=None``, synthetic fields.
+
+        ``data``: a netCDF file, directory or glob; a zarr store; a YAML file holding an fme data config;
+        ``config:train`` / ``config:validation`` (the loader sections of the experiment's config.yaml).
+        Each sample spans the initial condition and ``n_forward_steps`` later times (default: the
+        rollout the loss covers, ``self.rollout.n_forward_steps``).
+        """
         from .data import iter_batches
+        from .sources import resolve_source
 
-        self._last_source = "synthetic" if data is None else str(data)
-        yield from iter_batches(data, self.data_spec(), n_samples=n_samples, batch_size=batch_size, seed=seed,
+        steps = self.rollout.n_forward_steps if n_forward_steps is None else n_forward_steps
+        self._last_source = "synthetic" if data is None else resolve_source(data, self.path)
+        spec = self.data_spec(steps)
+        yield from iter_batches(None if data is None else self._last_source, spec, n_samples=n_samples, batch_size=batch_size, seed=seed,
+                                n_timesteps=spec.n_ic_timesteps + int(steps), checkpoint_path=self.path,
                                 time_start=self.time_start if time_start is None else time_start,
                                 time_stop=self.time_stop if time_stop is None else time_stop)
 
@@ -220,10 +252,15 @@ class FmeTarget:
         data = {k: v.to(self.device, torch.float32) for k, v in payload["data"].items()}
         b = batch.size
         labels = None
-        if self.conditional:  # every sample carries self.labels; none -> fme's all-zero label vector
+        if self.conditional and payload.get("labels") is not None and not self.labels:
+            labels = payload["labels"].to(self.device)  # the data config's labels, as training saw them
+        elif self.conditional:  # every sample carries self.labels; none -> fme's all-zero label vector
             labels = BatchLabels(torch.ones((b, len(self.labels)), device=self.device), list(self.labels))
+        mask = payload.get("data_mask")
+        mask = None if mask is None else {k: v.to(self.device) for k, v in mask.items()}
         time = xr.DataArray(np.asarray(payload["time"]), dims=["sample", "time"])
-        return BatchData(data=data, time=time, labels=labels, horizontal_dims=["lat", "lon"], epoch=self._obj.get("epoch"))
+        return BatchData(data=data, time=time, labels=labels, horizontal_dims=["lat", "lon"], epoch=self._obj.get("epoch"),
+                         data_mask=mask)
 
     # -------------------------------------------------------------- forward
 
@@ -269,9 +306,20 @@ class FmeTarget:
             return w * g, w * t
 
     def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
-        """(gen (B, E, C, H, W), target (B, 1, C, H, W)) in fme's loss space; differentiable."""
+        """(gen (B, E, C, H, W), target (B, 1, C, H, W)) in fme's loss space; differentiable.
+
+        Always one step; the probe engine takes :meth:`loss_steps`, the ``rollout`` this target was loaded with.
+        """
         gen, target = self.generate(batch, n_ensemble=n_ensemble, seed=seed)
         return self.to_loss_space(gen, target)
+
+    def loss_steps(self, batch: Batch, *, n_ensemble: int, seed: int) -> list[tuple]:
+        """The optimized steps of fme's training rollout: [(gen (B, E, C, H, W), target (B, 1, C, H, W),
+        step weight)] in loss space; the probed loss is the step-weighted sum of their one-step losses."""
+        from .rollout import generate_rollout
+
+        return [(*self.to_loss_space(gen, tgt), weight)
+                for _, gen, tgt, weight in generate_rollout(self, batch, n_ensemble=n_ensemble, seed=seed)]
 
     def fme_step_loss(self, whitening=None, *, crps_weight=None, energy_score_weight=None):
         """fme's own ``StepLoss`` (``Stepper.build_loss`` of an ``EnsembleLoss`` config) as an oracle.
@@ -348,14 +396,23 @@ class FmeTarget:
             "loss_weights": dict(self.loss_weights),
             "loss_weights_source": self.loss_weights_source,
             "loss_normalization": "fme loss normaliser (normalization.loss, else network overridden by residual for prognostic names)",
-            "forward": "fme TrainStepper training forward, one step, module in train mode, corrector at the checkpoint's epoch",
+            "forward": "fme TrainStepper training forward, module in train mode, corrector at the checkpoint's epoch",
+            "rollout": self.rollout.describe(),
             "labels": list(self.labels) if self.conditional else None,
-            "data_source": self._last_source,
+            "data_source": getattr(self._last_source, "label", self._last_source),
+            "data_config": data_provenance(self._last_source),
             "synthetic_data": self._last_source == "synthetic",
             "time_window": [self.time_start, self.time_stop],
             "device": str(self.device),
         })
         return info
+
+
+def data_provenance(source) -> dict | None:
+    """The fme loader config a real --data became (None for synthetic data or before any batch)."""
+    from .sources import DataSource
+
+    return source.provenance() if isinstance(source, DataSource) else None
 
 
 def adam_by_l(obj, target: "FmeTarget") -> dict:

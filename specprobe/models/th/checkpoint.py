@@ -13,8 +13,11 @@ loads with torch's weights-only unpickler (``safe_load.load_checkpoint_file``) a
     state_dict: the SFNO's own state dict (keys "blocks.{i}.global_conv.weight", ...)
     training: {...} free-form JSON-able metadata (data, steps, loss, seed, scores, versions)
 
-A plain torch-harmonics SFNO state dict also loads, given its constructor arguments as JSON in a
-sidecar (``<ckpt>.json``, e.g. ``model.pt.json``, or an explicit path). It has no noise and no
+A torch-harmonics SFNO state dict as users have it also loads: bare, wrapped (``state_dict``,
+``model_state``, ``model``), a PyTorch Lightning checkpoint, keys behind ``model.`` / ``module.`` /
+``_orig_mod.`` prefixes (statedict.py). Its constructor arguments come from a JSON sidecar
+(``<ckpt>.json``, e.g. ``model.pt.json``, or an explicit path) when there is one, else they are
+inferred from the weights plus ``--grid`` / ``--scale-factor`` (infer.py). It has no noise and no
 normalisation: members are identical, data is used as is, and channels are named ch0, ch1, ...
 
 No torch at module level: the CLI imports this to find the default checkpoint.
@@ -65,6 +68,8 @@ class CheckpointSpec:
     plain: bool = False
     notes: list = field(default_factory=list)
     sidecar: str | None = None
+    container: str | None = None  # where the state dict sat in the file (plain only)
+    inference: dict | None = None  # {inferred, given, assumed}: how each constructor argument was obtained
 
 
 def save_checkpoint(path, model, *, channel_names, units, means, stds, data_grid: str,
@@ -115,16 +120,16 @@ def sidecar_candidates(path) -> list[Path]:
     return [p.with_name(p.name + ".json"), p.with_suffix(".json")]
 
 
-def _read_sidecar(path, sidecar) -> tuple[dict, Path]:
+def _find_sidecar(path, sidecar) -> Path | None:
     if sidecar is not None:
         side = Path(sidecar)
         if not side.is_file():
             raise _fail(path, f"sidecar {side}: no such file")
-    else:
-        side = next((c for c in sidecar_candidates(path) if c.is_file() and c != Path(path)), None)
-        if side is None:
-            names = " or ".join(c.name for c in sidecar_candidates(path))
-            raise _fail(path, f"a plain state dict needs its SFNO constructor arguments as JSON in {names}")
+        return side
+    return next((c for c in sidecar_candidates(path) if c.is_file() and c != Path(path)), None)
+
+
+def _read_sidecar(path, side: Path) -> dict:
     try:
         args = json.loads(side.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -133,24 +138,22 @@ def _read_sidecar(path, sidecar) -> tuple[dict, Path]:
         args = args["args"]  # also accept {"class": ..., "args": {...}}
     if not isinstance(args, dict):
         raise _fail(path, f"sidecar {side}: expected a JSON object of constructor arguments")
-    return args, side
+    return args
 
 
-def _plain_state_dict(obj):
-    """The tensor mapping of a plain state dict (bare, or under state_dict / model_state_dict), or None."""
-    import torch
+def _check_options_agree(path, args: dict, grid, scale_factor, declared_by: str) -> None:
+    """--grid / --scale-factor against what a file or sidecar declares: equal, or a one-line error."""
+    from .infer import check_scale_factor, parse_grid
 
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict"):
-            if isinstance(obj.get(key), dict) and "format" not in obj:
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return None
-    prefix = "module."  # DistributedDataParallel
-    if all(str(k).startswith(prefix) for k in obj):
-        obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return dict(obj)
+    grid, scale_factor = parse_grid(grid), check_scale_factor(scale_factor)
+    img = list(args.get("img_size", (128, 256)))
+    kind = args.get("grid", "equiangular")
+    if grid is not None and ([grid["nlat"], grid["nlon"]] != img or grid["type"] not in (None, kind)):
+        raise _fail(path, f"--grid {grid['nlat']}x{grid['nlon']}{':' + grid['type'] if grid['type'] else ''} "
+                          f"contradicts the {img[0]}x{img[1]}:{kind} grid {declared_by} declares")
+    if scale_factor is not None and scale_factor != args.get("scale_factor", 3):
+        raise _fail(path, f"--scale-factor {scale_factor} contradicts the scale factor {args.get('scale_factor', 3)} "
+                          f"{declared_by} declares")
 
 
 def _check_number_list(path, name, values, n):
@@ -161,20 +164,37 @@ def _check_number_list(path, name, values, n):
             raise _fail(path, f"{name}: expected finite numbers, got {v!r}")
 
 
-def read_spec(obj, path, *, sidecar=None) -> CheckpointSpec:
-    """Validate a loaded checkpoint object (format 1 or plain state dict) into a :class:`CheckpointSpec`."""
+def read_spec(obj, path, *, sidecar=None, grid=None, scale_factor=None) -> CheckpointSpec:
+    """Validate a loaded checkpoint object (format 1 or a state dict) into a :class:`CheckpointSpec`.
+
+    grid, scale_factor: ``--grid`` / ``--scale-factor``, for what a state dict's weights do not tell."""
+    from .statedict import find_sfno_state_dict
+
     if is_th_checkpoint(obj):
-        return _read_format(obj, path)
+        spec = _read_format(obj, path)
+        _check_options_agree(path, spec.args, grid, scale_factor, "the checkpoint")
+        return spec
     if isinstance(obj, dict) and "format" in obj:
         raise _fail(path, f"unknown checkpoint format {obj['format']!r:.60}; expected {FORMAT!r}")
-    state = _plain_state_dict(obj)
-    if state is None:
+    found = find_sfno_state_dict(obj, path)
+    if found is None:
         if isinstance(obj, dict) and "stepper" in obj:
             raise _fail(path, "is an fme/ACE checkpoint, not a torch-harmonics SFNO file")
         what = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         raise _fail(path, f"not a torch-harmonics SFNO checkpoint (holds {what}); expected format {FORMAT!r} "
-                          "or a plain state dict with a .json sidecar")
-    args, side = _read_sidecar(path, sidecar)
+                          "or an SFNO state dict (blocks.{i}.global_conv.weight ...)")
+    side = _find_sidecar(path, sidecar)
+    side_names = " or ".join(c.name for c in sidecar_candidates(path))
+    inference = None
+    if side is not None:  # the sidecar wins over inference
+        args = _read_sidecar(path, side)
+        _check_options_agree(path, args, grid, scale_factor, f"sidecar {side.name}")
+    else:
+        from .infer import infer_sfno_args
+
+        inf = infer_sfno_args(found.state, path=path, grid=grid, scale_factor=scale_factor, sidecar_names=side_names)
+        args = inf.args
+        inference = {"inferred": inf.inferred, "given": inf.given, "assumed": inf.assumed}
     n = args.get("out_chans", 3)
     if args.get("in_chans", 3) != n:
         raise _fail(path, f"plain SFNO with in_chans={args.get('in_chans', 3)} != out_chans={n}: the probe "
@@ -182,13 +202,17 @@ def read_spec(obj, path, *, sidecar=None) -> CheckpointSpec:
     img = args.get("img_size", (128, 256))
     _check_grid_values(path, img, args.get("grid", "equiangular"))
     names = [f"ch{i}" for i in range(int(n))]
+    notes = ["no noise (deterministic: ensemble members identical), no normalisation (data used as is), "
+             "channels named ch0.. (names unknown)"]
+    if inference is not None:
+        notes.append("constructor arguments inferred from the weights, verified by load_state_dict(strict=True); "
+                     f"assumed: {', '.join(inference['assumed'])}")
     return CheckpointSpec(
         path=str(path), args=args, stochastic=None, channel_names=names, units=["unknown"] * len(names),
         long_names=names, means=None, stds=None,
         grid={"nlat": int(img[0]), "nlon": int(img[1]), "type": args.get("grid", "equiangular")},
-        state_dict=state, plain=True, sidecar=str(side),
-        notes=["plain state dict: no noise (deterministic, ensemble members identical), no normalisation "
-               "(data used as is), channels named ch0.. (names unknown)"],
+        state_dict=found.state, plain=True, sidecar=None if side is None else str(side), notes=notes,
+        container=found.describe(), inference=inference,
     )
 
 
@@ -283,7 +307,8 @@ def build_model(spec: CheckpointSpec, *, device="cpu"):
     except (TypeError, ValueError, AssertionError, NotImplementedError, RuntimeError) as e:
         why = " ".join(str(e).split())[:200]
         raise _fail(path, f"cannot build the SFNO from its constructor arguments: {why}") from e
-    _check_state_dict(path, model.sfno, spec.state_dict)
+    how = "the constructor arguments inferred from it" if spec.inference else "its declared constructor arguments"
+    _check_state_dict(path, model.sfno, spec.state_dict, how)
     model.sfno.load_state_dict(spec.state_dict, strict=True)
     for name, t in model.sfno.state_dict().items():
         if t.is_floating_point() or t.is_complex():
@@ -292,7 +317,7 @@ def build_model(spec: CheckpointSpec, *, device="cpu"):
     return model.to(device)
 
 
-def _check_state_dict(path, sfno, state) -> None:
+def _check_state_dict(path, sfno, state, how="its declared constructor arguments") -> None:
     """Summarise how a state dict disagrees with the model built from its declared arguments, in one line."""
     import torch
 
@@ -313,22 +338,24 @@ def _check_state_dict(path, sfno, state) -> None:
             more = f" (+{len(items) - 2} more)" if len(items) > 2 else ""
             parts.append(f"{label}: {', '.join(items[:2])}{more}")
     if parts:
-        raise _fail(path, "state dict does not match its declared constructor arguments: " + "; ".join(parts))
+        raise _fail(path, f"state dict does not match {how}: " + "; ".join(parts))
 
 
-def read_checkpoint(path=None, *, trust: bool = False, sidecar=None, obj=None) -> CheckpointSpec:
+def read_checkpoint(path=None, *, trust: bool = False, sidecar=None, obj=None, grid=None,
+                    scale_factor=None) -> CheckpointSpec:
     """Load a file (None: the bundled default) safely and validate what it declares.
 
     obj: the file's already safely loaded content (the registry reads each file once)."""
     path = default_checkpoint_path() if path is None else Path(path)
     if obj is None:
         obj = load_checkpoint_file(path, trust=trust)
-    return read_spec(obj, path, sidecar=sidecar)
+    return read_spec(obj, path, sidecar=sidecar, grid=grid, scale_factor=scale_factor)
 
 
-def load_th_target(path=None, *, device="cpu", trust: bool = False, sidecar=None, obj=None):
+def load_th_target(path=None, *, device="cpu", trust: bool = False, sidecar=None, obj=None, grid=None,
+                   scale_factor=None):
     """The :class:`~specprobe.models.base.ProbeTarget` of a torch-harmonics SFNO file (None: the default)."""
     from .target import THSFNOTarget
 
-    spec = read_checkpoint(path, trust=trust, sidecar=sidecar, obj=obj)
+    spec = read_checkpoint(path, trust=trust, sidecar=sidecar, obj=obj, grid=grid, scale_factor=scale_factor)
     return THSFNOTarget(spec, build_model(spec, device=device), device=device)

@@ -25,6 +25,13 @@ class THSFNOTarget:
         self._mean = torch.tensor(means, dtype=torch.float32).view(n, 1, 1)
         self._std = torch.tensor(stds, dtype=torch.float32).view(n, 1, 1)
         self._params = None
+        self._last_source = None  # "synthetic", "bundled" or the data path of the last batches() call
+
+    @property
+    def deterministic(self) -> bool:
+        """No noise and no dropout: every ensemble member is the same field, the spread term is zero."""
+        st, args = self.spec.stochastic or {}, self.spec.args
+        return (not st.get("n_noise") and not args.get("drop_rate", 0.0) and not args.get("drop_path_rate", 0.0))
 
     # -- parameters -------------------------------------------------------------------------
     def parameters(self) -> list[SpectralParam]:
@@ -40,8 +47,14 @@ class THSFNOTarget:
         s = self.spec
         params = self.parameters()
         n_real = sum(p.tensor.numel() * (2 if p.tensor.is_complex() else 1) for p in params)
+        if not s.plain:
+            fmt = FORMAT
+        elif s.sidecar:
+            fmt = "torch-harmonics state dict + JSON sidecar"
+        else:
+            fmt = "torch-harmonics state dict (constructor inferred from the weights)"
         return {
-            "format": "torch-harmonics state dict + JSON sidecar" if s.plain else FORMAT,
+            "format": fmt,
             "format_version": None if s.plain else FORMAT_VERSION,
             "class": SFNO_CLASS,
             "constructor_args": dict(s.args),
@@ -57,6 +70,11 @@ class THSFNOTarget:
             "spectral_parameters": [p.describe() for p in params if p.per_degree],
             "training": s.training,
             "sidecar": s.sidecar,
+            "container": s.container,
+            "constructor_inference": s.inference,
+            "deterministic": self.deterministic,
+            "data_source": self._last_source,
+            "synthetic_data": self._last_source == "synthetic",
             "notes": list(s.notes),
         }
 
@@ -104,11 +122,42 @@ class THSFNOTarget:
     def denormalize(self, x):
         return x * self._std.to(x.device) + self._mean.to(x.device)
 
+    def _bundled_sample_fits(self) -> bool:
+        """The bundled shallow-water sample serves models with its channels and grid (the bundled model)."""
+        if self.spec.plain:
+            return False
+        from .data import load_pairs
+
+        info = load_pairs(default_sample_path())[2]
+        grid = info["grid"]
+        return (sorted(info["channel_names"]) == sorted(self.channel_names)
+                and (grid["nlat"], grid["nlon"], grid["type"]) == (self.nlat, self.nlon, self.data_grid))
+
+    def synthetic_pairs(self, n: int, seed: int):
+        """(inputs, targets) in loss space: seeded unit-variance red fields (power ~ l^-2, zero mean) on the
+        model's data grid, and the target one step away (input + 0.5 x an independent red field), as the
+        fme family makes them; in physical units that is mean + std * z where the checkpoint normalises."""
+        import torch
+
+        from ..synthetic import red_fields
+
+        g = torch.Generator().manual_seed(int(seed))
+        shape = (n, len(self.channel_names), self.nlat, self.nlon, self.data_grid)
+        x = red_fields(*shape, g)
+        return x, x + 0.5 * red_fields(*shape, g)
+
     def batches(self, data, *, n_samples: int, batch_size: int, seed: int):
-        """The first ``n_samples`` pairs in file order, in batches; ``seed`` is unused (order is fixed)."""
+        """The first ``n_samples`` pairs in file order, in batches (``seed`` unused: order is fixed); with
+        ``data=None``, the bundled sample where it fits the model, else seeded synthetic fields."""
         if n_samples < 1 or batch_size < 1:
             raise ValueError(f"n_samples, batch_size: expected >= 1, got {n_samples}, {batch_size}")
-        x, y, info = self.load_pairs(data)
+        if data is None and not self._bundled_sample_fits():
+            self._last_source = "synthetic"
+            x, y = self.synthetic_pairs(n_samples, seed)
+            info = {"pair_ids": [(i, 0) for i in range(n_samples)]}
+        else:
+            self._last_source = "bundled" if data is None else str(data)
+            x, y, info = self.load_pairs(data)
         if x.shape[0] < n_samples:
             src = "the bundled sample" if data is None else str(data)
             raise DataError(f"{src}: holds {x.shape[0]} input/target pairs, fewer than n_samples={n_samples}")
