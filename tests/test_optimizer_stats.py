@@ -266,3 +266,19 @@ def test_fme_ckpt_switch_step_uses_the_checkpoints_adam_state(tmp_path_factory):
     assert fade["beta2"] == beta2 and fade["checkpoint_step"] == int(float(st["step"]))
     groups = result.direction_cosine_by_l[w.name]["groups"]
     assert {"encoder", "decoder", "MLPs", "noise weights", "all"} <= set(groups)
+
+
+@pytest.mark.parametrize("raw, adam, words", [
+    (3.9, 1.03, "Adam divides the larger raw gradient away"),
+    (1.01, 1.04, "Whitening barely changes the raw high-degree gradient"),  # nothing to divide away
+    (3.9, 1.6, "Adam still changes the high-degree step 1.60x"),
+])
+def test_interpretation_says_what_the_adam_step_does(raw, adam, words):
+    from types import SimpleNamespace
+
+    from specprobe.report.tables import interpretation
+
+    result = SimpleNamespace(stats={"boost": {"w": {"high": raw}}})
+    view = {"adam_step_ratio": {"high": adam}, "cosine": {"low": 0.7, "high": 0.95}, "cosine_groups": {"all": 0.9}}
+    line = interpretation(result, "w", view, adaptive=True)
+    assert line.startswith(words) and line.endswith("most at low degrees (cos 0.70).")

@@ -113,7 +113,10 @@ def interpretation(result: ProbeResult, name: str, view: dict, adaptive: bool) -
              "the non-spectral weights": view["cosine_groups"].get("all", math.nan)}
     finite = {k: v for k, v in where.items() if math.isfinite(v)}
     lowest = min(finite, key=finite.get) if finite else None
-    if math.isfinite(high) and 0.8 <= high <= 1.25:
+    near_one = lambda x: math.isfinite(x) and 0.8 <= x <= 1.25  # noqa: E731
+    if near_one(high) and near_one(boost):  # nothing for Adam to divide away (e.g. L = 10, one high degree)
+        size = "Whitening barely changes the raw high-degree gradient or Adam's step there"
+    elif near_one(high):
         size = "Adam divides the larger raw gradient away, so whitening barely changes how far the high-degree filters move"
     else:
         size = f"Adam still changes the high-degree step {_num(high, '{:.2f}')}x, so whitening does change how far those filters move"
