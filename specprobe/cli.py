@@ -365,7 +365,8 @@ def compare(
     """Overlay the per-degree curves of several result files and tabulate their statistics."""
     import json
 
-    from .report.compare import NORMALIZE, compare_rows, compare_table, labels_for, load_results, plot_compare
+    from .report.compare import (NORMALIZE, compare_optimizer_table, compare_rows, compare_table, labels_for,
+                                 load_results, plot_compare)
     from .report.figures import FORMATS
 
     if normalize not in NORMALIZE:
@@ -387,6 +388,8 @@ def compare(
         return
     console = _console()
     console.print(compare_table(rows))
+    if any(r["high_band_boost"] for r in rows):
+        console.print(compare_optimizer_table(rows))
     console.print(f"wrote {out}")
 
 

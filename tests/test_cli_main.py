@@ -43,8 +43,17 @@ def test_default_run_shows_the_decline_and_the_lift(default_run):
     assert base["spearman_rho"] < -0.5 and base["decline_ratio"] > 2  # acceptance on the bundled default
     boost = res["stats"]["boost"]["per_sample(gamma=0.5,eps_frac=0.02)"]
     assert boost["high"] > boost["low"]
-    assert "gradient falls" in r.stdout and "lifts the high band" in r.stdout
-    for name in ("grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png"):
+    assert "raw gradient falls" in r.stdout and "lifts the raw high-band gradient" in r.stdout
+    # the verdict leads with what changes under the optimizer the model was trained with (Adam)
+    verdict_start = r.stdout.index("under Adam (the optimizer this checkpoint was trained with)")
+    assert verdict_start < r.stdout.index("raw gradient falls")
+    assert "steady-state Adam step" in r.stdout and "direction: cos" in r.stdout
+    view = res["stats"]["optimizer_view"]
+    assert view["optimizer"]["name"] == "Adam"
+    ps = view["variants"]["per_sample(gamma=0.5,eps_frac=0.02)"]
+    assert 0.5 < ps["adam_step_ratio"]["high"] < 2 < boost["high"]  # Adam divides most of the raw boost away
+    assert ps["cosine"]["low"] < ps["cosine"]["high"] <= 1
+    for name in ("grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png", "direction_by_l.png"):
         assert (out / name).stat().st_size > 10_000
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
@@ -120,9 +129,11 @@ def test_compare_orders_trained_above_untrained(tmp_path, default_run, untrained
     assert rows["trained"]["decline_ratio"] > rows["untrained"]["decline_ratio"]
     assert rows["trained"]["epoch"] == json.loads(cli("info", "--json").stdout)["training"]["steps"]
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
+    ps = "per_sample(gamma=0.5,eps_frac=0.02)"
+    assert rows["trained"]["optimizer"] == "Adam" and 0 < rows["trained"]["optimizer_view"][ps]["direction_cosine"]["low"] < 1
     r = cli("compare", default_run[0] / "result.json", out_u / "result.json", "--normalize", "low-band",
             "--out", tmp_path / "cmp.svg")
-    assert "decline" in r.stdout
+    assert "decline" in r.stdout and "Adam high" in r.stdout
 
 
 def test_sweep_boost_ratio_grows_with_gamma(tmp_path):
@@ -133,6 +144,10 @@ def test_sweep_boost_ratio_grows_with_gamma(tmp_path):
               for s in sorted(sweep["settings"], key=lambda s: s["gamma"])]
     assert all(b >= a for a, b in zip(ratios, ratios[1:])), ratios
     assert all(s["predicted_boost"]["high"] > 1 for s in sweep["settings"])
+    # stronger whitening re-aims the low-degree update more (REFERENCE section 10: cos 0.75-0.81 at gamma 0.5, 0.37-0.46 at 1)
+    cos_low = [s["direction_cosine"]["low"] for s in sorted(sweep["settings"], key=lambda s: s["gamma"])]
+    assert all(b < a for a, b in zip(cos_low, cos_low[1:])), cos_low
+    assert sweep["optimizer"]["name"] == "Adam"
     assert (tmp_path / "sweep.png").exists() and (tmp_path / "sweep.json").exists()
 
 
@@ -152,6 +167,8 @@ def test_series_of_three_checkpoints(tmp_path, untrained_checkpoint):
     assert len(list((tmp_path / "s").glob("*/result.json"))) == 3
     assert (tmp_path / "s" / "series.png").exists()
     assert all(0 < row["high_band_share"] < 1 for row in summary["rows"])
+    assert all(0 < row["optimizer_view"]["per_sample(gamma=0.5,eps_frac=0.02)"]["adam_step_ratio"]["high"]
+               for row in summary["rows"])
 
 
 def test_coupling_command(tmp_path):

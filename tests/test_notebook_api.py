@@ -104,7 +104,8 @@ def test_plot_draws_the_json_values(runs):
 
     d = read(runs["root"] / "g/result.json")
     r = specprobe.load_result(runs["root"] / "g/result.json")
-    assert r.figure_names == ["grad_by_l", "whitening_factors", "gsnr_by_l"]  # no Adam state in a th checkpoint
+    # no Adam state in a th checkpoint; direction_by_l because whitened variants were probed
+    assert r.figure_names == ["grad_by_l", "whitening_factors", "gsnr_by_l", "direction_by_l"]
     fig = r.plot("grad_by_l")
     assert isinstance(fig, Figure)
     for v in d["variants"]:
@@ -117,6 +118,11 @@ def test_plot_draws_the_json_values(runs):
     name = d["variants"][2]["name"]
     np.testing.assert_array_equal(line(wf, f"v, {name}"), nan(d["whitening_factor_by_l"][name]["v"]["mean"]))
     np.testing.assert_array_equal(line(wf, "h target", ax=1), nan(d["target_power_by_l"]["h"])[1:])
+    direction = r.plot("direction_by_l")
+    for v in d["variants"][1:]:
+        np.testing.assert_array_equal(line(direction, v["name"]), nan(d["direction_cosine_by_l"][v["name"]]["total"]))
+        np.testing.assert_array_equal(line(direction, f"{v['name']}: steady-state", ax=1),
+                                      nan(d["adam_step_by_l"][v["name"]]["ratio"]["total"]))
 
 
 def test_plot_is_the_figure_the_cli_wrote(runs):
@@ -197,20 +203,43 @@ def test_to_xarray_takes_per_degree_fields_it_was_not_told_about(runs):
     d = read(runs["root"] / "g/result.json")
     base = ProbeResult.from_dict(d)
     Extended = dataclasses.make_dataclass(
-        "Extended", [("direction_cosine_by_l", dict, dataclasses.field(default_factory=dict)),
-                     ("switch_step_by_l", dict, dataclasses.field(default_factory=dict))], bases=(ProbeResult,))
+        "Extended", [("future_cosine_by_l", dict, dataclasses.field(default_factory=dict)),
+                     ("future_step_by_l", dict, dataclasses.field(default_factory=dict))], bases=(ProbeResult,))
     layers = list(d["grad_by_l"]["baseline"]["layers"])
     cos = {v: {"total": [0.5] * 64, "layers": {p: [i / 100 + k for i in range(64)] for k, p in enumerate(layers)}}
            for v in base.variant_names}
     switch = {v: [float(i) for i in range(64)] for v in base.variant_names}
     ext = Extended(**{f.name: getattr(base, f.name) for f in dataclasses.fields(ProbeResult)},
-                   direction_cosine_by_l=cos, switch_step_by_l=switch)
+                   future_cosine_by_l=cos, future_step_by_l=switch)
     ds = grad_by_l_dataset(ext)
-    assert ds.direction_cosine_by_l_layers.dims == ("variant", "layer", "degree")
-    np.testing.assert_array_equal(ds.direction_cosine_by_l_layers.sel(variant="baseline", layer=layers[2]),
+    assert ds.future_cosine_by_l_layers.dims == ("variant", "layer", "degree")
+    np.testing.assert_array_equal(ds.future_cosine_by_l_layers.sel(variant="baseline", layer=layers[2]),
                                   cos["baseline"]["layers"][layers[2]])
-    assert ds.direction_cosine_by_l.dims == ("variant", "degree") and float(ds.direction_cosine_by_l[0, 3]) == 0.5
-    np.testing.assert_array_equal(ds.switch_step_by_l.sel(variant=base.variant_names[-1]), switch["baseline"])
+    assert ds.future_cosine_by_l.dims == ("variant", "degree") and float(ds.future_cosine_by_l[0, 3]) == 0.5
+    np.testing.assert_array_equal(ds.future_step_by_l.sel(variant=base.variant_names[-1]), switch["baseline"])
+
+
+def test_to_xarray_has_the_optimizer_view(runs):
+    """direction_cosine_by_l and adam_step_by_l (issue 10.1) in the Dataset: per variant, layer, degree,
+    per non-spectral group, with the JSON's values."""
+    import specprobe
+
+    d = read(runs["root"] / "g/result.json")
+    ds = specprobe.load_result(runs["root"] / "g/result.json").to_xarray()
+    whitened = d["variants"][2]["name"]
+    cos, step = d["direction_cosine_by_l"][whitened], d["adam_step_by_l"][whitened]
+    layer = next(iter(cos["layers"]))
+    assert ds.direction_cosine_by_l.dims == ("variant", "degree")
+    np.testing.assert_array_equal(ds.direction_cosine_by_l.sel(variant=whitened), nan(cos["total"]))
+    assert ds.direction_cosine_by_l_layers.dims == ("variant", "layer", "degree")
+    np.testing.assert_array_equal(ds.direction_cosine_by_l_layers.sel(variant=whitened, layer=layer),
+                                  nan(cos["layers"][layer]))
+    assert float(ds.direction_cosine_by_l_groups_all.sel(variant=whitened)) == cos["groups"]["all"]
+    np.testing.assert_array_equal(ds.adam_step_by_l.sel(variant=whitened), nan(step["total"]))
+    assert ds.adam_step_by_l_ratio_layers.dims == ("variant", "layer", "degree")
+    np.testing.assert_array_equal(ds.adam_step_by_l_ratio.sel(variant=whitened), nan(step["ratio"]["total"]))
+    assert "steady-state adam step" in ds.adam_step_by_l.attrs["convention"].lower()
+    assert float(ds.optimizer_lr) == d["optimizer"]["lr"]
 
 
 def test_netcdf_files_read_back_equal(runs):
@@ -241,9 +270,14 @@ def test_sweep_result(runs):
         for b in ("low", "high"):
             assert float(ds.measured_boost.sel(variant=s["name"], band=b)) == s["measured_boost"][b]
             assert float(ds.predicted_boost.sel(variant=s["name"], band=b)) == s["predicted_boost"][b]
+            assert float(ds.adam_step_ratio.sel(variant=s["name"], band=b)) == s["adam_step_ratio"][b]
+            assert float(ds.direction_cosine.sel(variant=s["name"], band=b)) == s["direction_cosine"][b]
+        assert float(ds.direction_cosine_non_spectral.sel(variant=s["name"])) == s["direction_cosine_non_spectral"]
     np.testing.assert_array_equal(ds.grad_by_l.sel(variant="baseline"),
                                   nan(d["probe"]["grad_by_l"]["baseline"]["total"]))
-    assert r.probe.plot("grad_by_l").axes and "Whitening sweep" in str(r.table().title)
+    sweep_table, optimizer_table = r.table().renderables  # the bundled model: the Adam view is shown too
+    assert r.probe.plot("grad_by_l").axes and "Whitening sweep" in str(sweep_table.title)
+    assert "Under the optimizer" in str(optimizer_table.title)
 
 
 def test_series_result(runs):
@@ -261,6 +295,12 @@ def test_series_result(runs):
         np.testing.assert_array_equal(ds.grad_by_l.isel(checkpoint=i).sel(variant="baseline"),
                                       nan(each["grad_by_l"]["baseline"]["total"]))
         assert float(ds.high_band_share[i]) == row["high_band_share"]
+        assert row["optimizer_view"]
+        for v, view in row["optimizer_view"].items():  # the optimizer view per checkpoint, variant and band
+            assert float(ds.series_adam_step_ratio.isel(checkpoint=i).sel(variant=v, band="high")) == \
+                view["adam_step_ratio"]["high"]
+            assert float(ds.series_direction_cosine.isel(checkpoint=i).sel(variant=v, band="low")) == \
+                view["direction_cosine"]["low"]
         sha = json.loads(str(ds.provenance[i].values))["checkpoint"]["sha256"]
         assert sha == each["provenance"]["checkpoint"]["sha256"]
     assert "Series" in str(r.table().title)
@@ -346,7 +386,8 @@ def test_examples_notebook_runs(tmp_path):
                          text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "high-band boost of per_sample(gamma=1,eps_frac=0.02)" in out.stdout
-    assert {p.name for p in tmp_path.glob("*.png")} == {"grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {"grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png",
+                                                        "direction_by_l.png"}
     assert (tmp_path / "result.nc").stat().st_size > 0
 
 
@@ -380,7 +421,8 @@ def test_fme_checkpoint_adam_state_figure_and_dataset(tmp_path_factory):
     cli("grad-by-l", ckpt, "--n-samples", "1", "--out", base / "out", "--quiet", "--netcdf")
     d = read(base / "out" / "result.json")
     r = specprobe.load_result(base / "out")
-    assert r.figure_names[-1] == "adam_by_l" and (base / "out" / "adam_by_l.png").exists()
+    assert r.figure_names[-2:] == ["adam_by_l", "direction_by_l"]
+    assert (base / "out" / "adam_by_l.png").exists() and (base / "out" / "direction_by_l.png").exists()
     params = d["adam_by_l"]["parameters"]
     fig = r.plot("adam_by_l")
     for name, a in params.items():

@@ -42,6 +42,26 @@ class SpectralParam:
 
 
 @dataclass
+class OptimizerSettings:
+    """The optimizer the checkpoint was trained with, as far as it is recorded."""
+
+    name: str = "unknown"  # "Adam", "AdamW", "SGD", ...
+    eps: float = 1e-8  # torch.optim.Adam / AdamW default
+    betas: tuple | None = None
+    lr: float | None = None
+    source: str = "not recorded (Adam eps 1e-8 assumed for the Adam statistics)"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.name.lower().startswith("adam")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "eps": self.eps, "betas": list(self.betas) if self.betas else None,
+                "lr": self.lr, "source": self.source, **self.extra}
+
+
+@dataclass
 class Batch:
     """One batch of probe data. ``payload`` is adapter-specific (tensors or dicts of tensors)."""
 
@@ -67,6 +87,10 @@ class ProbeTarget(Protocol):
 
     def batches(self, data: Any, *, n_samples: int, batch_size: int, seed: int) -> Iterator[Batch]:
         """Input/target batches normalised as the model was trained."""
+
+    # Optional, for the optimizer-aware statistics (the engine uses them when present):
+    #   optimizer_settings() -> OptimizerSettings: the optimizer the checkpoint was trained with;
+    #   optimizer_state() -> {param name: {"exp_avg_sq" (float64, real view), "step", "beta2", "eps"}} or None.
 
     def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
         """The training forward: (gen (B, E, C, H, W), target (B, 1, C, H, W)) in loss space.

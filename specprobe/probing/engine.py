@@ -33,6 +33,7 @@ from ..spectral import (
 )
 from ..spectral.stats import band_mean
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
+from .optstats import band_summary, optimizer_settings_of, optimizer_view
 from .result import ProbeResult
 
 
@@ -162,9 +163,14 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     if shard is not None:
         n_done = shard.reduce_probe(acc, n_done)
 
+    # Optimizer-aware statistics from the same moments: no extra backward pass.
+    settings = optimizer_settings_of(target)
+    state_of = getattr(target, "optimizer_state", None)
+    state = state_of() if state_of is not None and settings.adaptive else None
+    opt_view = optimizer_view(configs, params, moments, n_degrees, settings, state)
     return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                       skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
-                      elapsed=time.perf_counter() - started, loss=loss)
+                      elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view)
 
 
 @dataclass
@@ -241,7 +247,8 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
 
 
 def _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
-               skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees, *, elapsed, loss) -> ProbeResult:
+               skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees, *, elapsed, loss,
+               opt_view) -> ProbeResult:
     channels = list(target.channel_names)
     degrees = list(range(n_degrees))
     grad_by_l, gsnr_by_l, layer_stats, other, nonfinite, stats, out_grad = {}, {}, {}, {}, {}, {}, {}
@@ -286,6 +293,10 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
         cfg.name: {b.name: _ratio(band_mean(grad_by_l[cfg.name]["total"], b), band_mean(base, b)) for b in band_list}
         for cfg in configs if cfg.kind != "none"
     }
+    stats["optimizer_view"] = {"optimizer": opt_view["optimizer"],
+                               "variants": band_summary(opt_view, band_list, [c.name for c in configs])}
+    if opt_view["switch_step_by_l"]:
+        stats["optimizer_view"]["switch_fade"] = opt_view["switch_step_by_l"]["fade"]
     factor_by_l = {}
     for name, col in factors.items():
         arr = col.stack()  # (N, C, L)
@@ -323,8 +334,12 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
         stats=stats,
         layer_stats=layer_stats,
         other_params=other,
-        loss={name: stats[name]["loss"] for name in stats if name != "boost"},
+        loss={c.name: stats[c.name]["loss"] for c in configs},
         nonfinite={k: v for k, v in nonfinite.items() if v},
+        optimizer=opt_view["optimizer"],
+        direction_cosine_by_l=opt_view["direction_cosine_by_l"],
+        adam_step_by_l=opt_view["adam_step_by_l"],
+        switch_step_by_l=opt_view["switch_step_by_l"],
     )
 
 

@@ -9,6 +9,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from .optstats import CONVENTIONS as OPTIMIZER_CONVENTIONS
+
 SCHEMA = "specprobe.grad-by-l/1"
 EARTH_RADIUS_KM = 6371.0
 
@@ -21,6 +23,7 @@ CONVENTIONS = {
     "output_grad": "per degree l: L2 norm over (sample, member, channel, m) of d loss / d gen_hat",
     "wavelength_km": "2 pi R / sqrt(l (l + 1)), R = 6371 km",
     "whitening_factor": "fme SpectralWhitening.factor per (sample, channel, l): mean, 10th and 90th percentile over samples",
+    **{k: v for k, v in OPTIMIZER_CONVENTIONS.items()},
     "es_skill_spread": "per channel and degree, baseline loss weighting (mode weights, 1/(2 sqrt(LM)), mean over samples): "
                        "skill = E|X - y|, spread = 0.5 E|X - X'|, ES = skill - spread",
 }
@@ -81,6 +84,11 @@ class ProbeResult:
     loss: dict  # {variant: mean loss}
     nonfinite: dict = field(default_factory=dict)  # {variant: {param: count of non-finite gradient elements}}
     adam_by_l: dict = field(default_factory=dict)
+    # Optimizer-aware statistics (optional: files written before them load with these empty).
+    optimizer: dict = field(default_factory=dict)  # {name, eps, betas, lr, source}: the checkpoint's training optimizer
+    direction_cosine_by_l: dict = field(default_factory=dict)  # {variant: {"total", "layers", "groups"}}
+    adam_step_by_l: dict = field(default_factory=dict)  # {variant: {"total", "layers", "groups", "ratio": {...}}}
+    switch_step_by_l: dict = field(default_factory=dict)  # {"variants": {variant: {...}}, "fade": {...}} (Adam state only)
     schema: str = SCHEMA
 
     @property
@@ -108,7 +116,8 @@ class ProbeResult:
             raise ValueError(f"result is missing keys {missing}")
         kwargs = {k: v for k, v in d.items() if k in names}
         for k in ("grad_by_l", "gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",
-                  "prediction_power_by_l", "es_skill_spread_by_l", "stats", "layer_stats", "adam_by_l"):
+                  "prediction_power_by_l", "es_skill_spread_by_l", "stats", "layer_stats", "adam_by_l",
+                  "direction_cosine_by_l", "adam_step_by_l", "switch_step_by_l"):
             if k in kwargs:
                 kwargs[k] = _unclean(kwargs[k])
         for k in ("gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import SpecprobeError
 from .api import probe
 from .result import ProbeResult, epoch_of
+from .sweep import optimizer_columns
 
 _CKPT_NUMBERED = re.compile(r"ckpt_(\d+)\.tar$")
 
@@ -78,7 +79,8 @@ def series_summary(items: list[tuple[Path, ProbeResult]], result_files: list[str
         rows.append({"checkpoint": str(path), "epoch": epoch, "index": i,
                      "high_band_share": high_band_share(r), "decline_ratio": r.stats["baseline"]["decline_ratio"],
                      "gsnr_band_median": r.stats["baseline"].get("gsnr_band_median", {}),
-                     "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()}})
+                     "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()},
+                     "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})}})
         if result_files is not None:
             rows[-1]["result"] = result_files[i]
     return {"schema": "specprobe.series/1", "rows": rows}

@@ -39,12 +39,24 @@ def predicted_boost(result: ProbeResult, variant: str) -> dict:
     return {b["name"]: float(factor[b["lo"]: b["hi"] + 1].mean()) for b in result.bands}
 
 
+def optimizer_columns(result: ProbeResult, variant: str) -> dict:
+    """The optimizer-aware band summary of one variant (empty for files written before it)."""
+    view = ((result.stats.get("optimizer_view") or {}).get("variants") or {}).get(variant)
+    if not view:
+        return {}
+    out = {"adam_step_ratio": view["adam_step_ratio"], "direction_cosine": view["cosine"],
+           "direction_cosine_non_spectral": view["cosine_groups"].get("all")}
+    if "switch_step_ratio" in view:
+        out["switch_step_ratio"] = view["switch_step_ratio"]
+    return out
+
+
 def summarise_sweep(result: ProbeResult, configs: list[WhiteningConfig]) -> dict:
     base = result.stats["baseline"]
     settings = []
     for cfg in configs:
         st = result.stats[cfg.name]
-        settings.append({
+        settings.append({**optimizer_columns(result, cfg.name),
             "name": cfg.name, "gamma": cfg.exponent, "eps_frac": cfg.eps_frac,
             "band_means": st["band_means"], "decline_ratio": st["decline_ratio"],
             "spearman_rho": st["spearman_rho"], "gsnr_band_median": st["gsnr_band_median"],
@@ -54,6 +66,7 @@ def summarise_sweep(result: ProbeResult, configs: list[WhiteningConfig]) -> dict
         "schema": SCHEMA,
         "provenance": result.provenance,
         "bands": result.bands,
+        "optimizer": result.optimizer,
         "baseline": {"band_means": base["band_means"], "decline_ratio": base["decline_ratio"],
                      "spearman_rho": base["spearman_rho"], "gsnr_band_median": base["gsnr_band_median"]},
         "settings": settings,

@@ -6,9 +6,10 @@ import numpy as np
 
 from ..errors import SpecprobeError
 from ..probing.result import SCHEMA, ProbeResult, epoch_of
-from .figures import _COLORS, new_figure, save_figure, add_km_axis
+from ..probing.sweep import optimizer_columns
+from .figures import _COLORS, add_km_axis, new_figure, plain_log_ticks, save_figure
 from .files import read_result_json
-from .tables import _num
+from .tables import _num, _short
 
 NORMALIZE = ("none", "low-band", "total")
 
@@ -52,6 +53,8 @@ def compare_rows(results, labels) -> list[dict]:
             "loglog_slope": base["loglog_slope"],
             "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()},
             "gsnr_band_median": base.get("gsnr_band_median", {}),
+            "optimizer": (r.optimizer or {}).get("name"),
+            "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})},
         })
     return rows
 
@@ -60,7 +63,7 @@ def compare_table(rows: list[dict]):
     from rich.table import Table
 
     t = Table(title="Compared probes (baseline curve)")
-    for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "high-band boost", "GSNR low/high"):
+    for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "raw high-band boost", "GSNR low/high"):
         t.add_column(col)
     for r in rows:
         boosts = ", ".join(f"{k.replace('per_sample', 'ps')}: {_num(v, '{:.2f}x')}" for k, v in r["high_band_boost"].items())
@@ -72,12 +75,36 @@ def compare_table(rows: list[dict]):
     return t
 
 
+def compare_optimizer_table(rows: list[dict]):
+    """Per file and whitening variant: raw boost vs steady-state Adam step ratio vs direction cosine, per band."""
+    from rich.table import Table
+
+    t = Table(title="Under each file's training optimizer: whitened / baseline raw gradient and steady-state Adam "
+                    "step, and direction cosine (other: the non-spectral weights; — : the file predates these statistics)")
+    for col in ("label", "variant", "optimizer", "raw high", "Adam low", "Adam high", "cos low", "cos high",
+                "cos other"):
+        t.add_column(col, justify="left" if col in ("label", "variant", "optimizer") else "right", no_wrap=True)
+    for r in rows:
+        for variant, boost in r["high_band_boost"].items():
+            v = (r.get("optimizer_view") or {}).get(variant) or {}
+            adam, cos = v.get("adam_step_ratio", {}), v.get("direction_cosine", {})
+            t.add_row(r["label"], _short(variant), r.get("optimizer") or "—", _num(boost, "{:.2f}x"),
+                      _num(adam.get("low"), "{:.2f}x"), _num(adam.get("high"), "{:.2f}x"),
+                      _num(cos.get("low"), "{:.2f}"), _num(cos.get("high"), "{:.2f}"),
+                      _num(v.get("direction_cosine_non_spectral"), "{:.2f}"))
+    return t
+
+
 def figure_compare(results, labels, *, variant="baseline", normalize="none"):
     has_gsnr = any(r.gsnr_by_l.get(variant) for r in results)
     has_factor = any(r.whitening_factor_by_l for r in results)
     ncols = 1 + has_gsnr + has_factor
-    fig, axes = new_figure(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
-    axes = axes[0]
+    has_opt = any(len(r.direction_cosine_by_l) > 1 for r in results)
+    fig, grid = new_figure(2 if has_opt else 1, max(ncols, 2) if has_opt else ncols,
+                           figsize=(6.5 * max(ncols, 2 if has_opt else 1), 9.6 if has_opt else 4.8), squeeze=False)
+    axes = grid[0][:ncols]
+    for extra in grid[0][ncols:]:
+        extra.set_visible(False)
     for i, (label, r) in enumerate(zip(labels, results)):
         color = _COLORS[i % len(_COLORS)]
         l = np.asarray(r.degrees)
@@ -105,11 +132,51 @@ def figure_compare(results, labels, *, variant="baseline", normalize="none"):
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
         add_km_axis(ax)
+    if has_opt:
+        _plot_optimizer_overlay(grid[1], results, labels, variant)
     return fig
 
 
 def plot_compare(results, labels, path, *, variant="baseline", normalize="none", fmt="png") -> None:
     save_figure(figure_compare(results, labels, variant=variant, normalize=normalize), path, fmt)
+
+
+def _optimizer_variant(result: ProbeResult, variant: str) -> str | None:
+    """The whitened variant to overlay: ``variant`` if whitened and present, else the file's first whitened one."""
+    names = [n for n in result.variant_names[1:] if n in result.direction_cosine_by_l]
+    return variant if variant in names else (names[0] if names else None)
+
+
+def _plot_optimizer_overlay(axes, results, labels, variant) -> None:
+    """Second row: direction cosine and steady-state Adam step ratio (raw boost dashed) per degree."""
+    ax_c, ax_s = axes[0], axes[1]
+    for extra in axes[2:]:
+        extra.set_visible(False)
+    for i, (label, r) in enumerate(zip(labels, results)):
+        name = _optimizer_variant(r, variant)
+        if name is None:
+            continue
+        color = _COLORS[i % len(_COLORS)]
+        l = np.asarray(r.degrees)
+        ax_c.plot(l, np.asarray(r.direction_cosine_by_l[name]["total"], dtype=float), color=color, lw=1.8,
+                  label=f"{label}: {name}")
+        ax_s.plot(l, np.asarray(r.adam_step_by_l[name]["ratio"]["total"], dtype=float), color=color, lw=1.8,
+                  label=f"{label}: Adam step")
+        base = np.asarray(r.grad_by_l["baseline"]["total"], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ax_s.plot(l, np.asarray(r.grad_by_l[name]["total"], dtype=float) / base, color=color, lw=1.2, ls="--",
+                      label=f"{label}: raw gradient")
+    ax_c.set_ylabel("cos(whitened mean gradient, baseline's)")
+    ax_c.set_title("direction per degree (1 = unchanged)", fontsize=10)
+    ax_s.set_ylabel("whitened / baseline")
+    ax_s.set_yscale("log")
+    plain_log_ticks(ax_s)
+    ax_s.axhline(1.0, color="0.5", lw=0.8)
+    ax_s.set_title("steady-state Adam step (solid) vs raw gradient (dashed)", fontsize=10)
+    for ax in (ax_c, ax_s):
+        ax.set_xlabel("degree l")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
 
 
 def labels_for(paths, labels: str | None) -> list[str]:

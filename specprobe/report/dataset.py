@@ -97,6 +97,17 @@ def grad_by_l_dataset(result: ProbeResult):
     return ds
 
 
+# The optimizer-aware band summary of a whitening variant (probing.sweep.optimizer_columns): key, per band?, long name.
+_OPTIMIZER_COLUMNS = (
+    ("adam_step_ratio", True, "whitened / baseline steady-state Adam step, band mean"),
+    ("direction_cosine", True, "cosine of the whitened and baseline mean filter gradients, per band"),
+    ("direction_cosine_non_spectral", False, "cosine of the whitened and baseline mean gradients of every "
+                                             "non-spectral parameter"),
+    ("switch_step_ratio", True, "whitened / baseline first step after switching loss (checkpoint's Adam state), "
+                                "band mean"),
+)
+
+
 def sweep_dataset(sweep: dict):
     """The sweep's probe (every setting is a variant) plus gamma, eps_frac, measured and predicted boost."""
     xr = _xr()
@@ -111,6 +122,8 @@ def sweep_dataset(sweep: dict):
     def per(key, band=None):
         out = np.full((len(variants),) + ((len(bands),) if band else ()), math.nan)
         for s in sweep["settings"]:
+            if s.get(key) is None:  # optimizer columns: absent from files written before them
+                continue
             i = variants.index(s["name"])
             if band:
                 out[i] = [math.nan if s[key].get(b) is None else s[key][b] for b in bands]
@@ -123,6 +136,10 @@ def sweep_dataset(sweep: dict):
     ds["predicted_boost"] = (("variant", "band"), per("predicted_boost", True),
                              {"long_name": "band mean of the whitening factor (samples and channels averaged)",
                               "units": "1"})
+    for key, band, long_name in _OPTIMIZER_COLUMNS:
+        if any(key in s for s in sweep["settings"]):
+            ds[key] = (("variant", "band") if band else ("variant",), per(key, band), {"long_name": long_name,
+                                                                                      "units": "1"})
     ds = ds.assign_coords(gamma=("variant", per("gamma")), eps_frac=("variant", per("eps_frac")))
     ds.attrs = _safe_attrs({**ds.attrs, "schema": sweep["schema"], "provenance": sweep.get("provenance")})
     return ds
@@ -132,7 +149,9 @@ def series_dataset(summary: dict, results: list | None = None):
     """One entry per checkpoint (dim checkpoint, coord epoch); with the per-checkpoint results, their curves too."""
     xr = _xr()
     rows = summary["rows"]
-    bands = list(dict.fromkeys(b for r in rows for b in r.get("gsnr_band_median", {})))
+    views = [r.get("optimizer_view") or {} for r in rows]
+    bands = list(dict.fromkeys([b for r in rows for b in r.get("gsnr_band_median", {})]
+                               + [b for view in views for v in view.values() for b in v.get("adam_step_ratio", {})]))
     boosted = list(dict.fromkeys(v for r in rows for v in r.get("high_band_boost", {})))
     nan = lambda x: math.nan if x is None else x  # noqa: E731
     ds = xr.Dataset(
@@ -147,6 +166,14 @@ def series_dataset(summary: dict, results: list | None = None):
                              {"long_name": "whitened / baseline high-band mean", "units": "1"})},
         coords={"checkpoint": [r["checkpoint"] for r in rows], "band": bands, "variant": boosted,
                 "epoch": ("checkpoint", [nan(r["epoch"]) for r in rows])})
+    for key, band, long_name in _OPTIMIZER_COLUMNS:
+        if not any(key in v for view in views for v in view.values()):
+            continue
+        get = lambda view, v: (view.get(v) or {}).get(key)  # noqa: E731
+        values = [[[nan((get(view, v) or {}).get(b)) for b in bands] if band else nan(get(view, v)) for v in boosted]
+                  for view in views]
+        ds[f"series_{key}"] = (("checkpoint", "variant", "band") if band else ("checkpoint", "variant"), values,
+                               {"long_name": long_name, "units": "1"})
     if results:
         per = xr.concat([grad_by_l_dataset(r).drop_vars("checkpoint", errors="ignore") for r in results],
                         dim=xr.DataArray(ds["checkpoint"].values, dims="checkpoint"), join="outer",

@@ -55,6 +55,15 @@ def _shade_bands(ax, result: ProbeResult) -> None:
                     ha="center", va="top", fontsize=8, color="0.4")
 
 
+def plain_log_ticks(ax) -> None:
+    """Ratios near 1 on a log axis: label ticks 0.9, 2, 4 rather than 9x10^-1."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def figure_bytes(fig, fmt: str = "png") -> bytes:
     """The figure as the CLI writes it (no date in svg/pdf, so reruns are byte-identical)."""
     buf = io.BytesIO()
@@ -154,6 +163,65 @@ def figure_gsnr_by_l(result: ProbeResult):
     return fig
 
 
+def _ratio(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def figure_direction_by_l(result: ProbeResult):
+    """What whitening changes under the optimizer: direction cosine and Adam step ratio (vs raw boost) by l."""
+    switch = (result.switch_step_by_l or {}).get("variants") or {}
+    ncols = 3 if switch else 2
+    fig, axes = new_figure(1, ncols, figsize=(6.2 * ncols, 4.8))
+    ax_c, ax_s = axes[0], axes[1]
+    l = np.asarray(result.degrees)
+    base_total = result.grad_by_l["baseline"]["total"]
+    for i, name in enumerate(result.variant_names[1:], start=1):
+        color = _COLORS[i % len(_COLORS)]
+        cos = result.direction_cosine_by_l[name]
+        for curve in cos["layers"].values():
+            ax_c.plot(l[: len(curve)], np.asarray(curve, dtype=float), color=color, lw=0.6, alpha=0.35)
+        others = cos.get("groups", {}).get("all")
+        extra = f"; non-spectral weights {others:.2f}" if others is not None and math.isfinite(others) else ""
+        ax_c.plot(l, np.asarray(cos["total"], dtype=float), color=color, lw=2.2, label=f"{name}{extra}")
+        ratio = result.adam_step_by_l[name]["ratio"]
+        for curve in ratio["layers"].values():
+            ax_s.plot(l[: len(curve)], np.asarray(curve, dtype=float), color=color, lw=0.6, alpha=0.35)
+        ax_s.plot(l, np.asarray(ratio["total"], dtype=float), color=color, lw=2.2, label=f"{name}: steady-state Adam step")
+        ax_s.plot(l, _ratio(result.grad_by_l[name]["total"], base_total), color=color, lw=1.4, ls="--",
+                  label=f"{name}: raw gradient")
+        if switch and name in switch:
+            ax_w = axes[2]
+            ax_w.plot(l, np.asarray(switch[name]["ratio"]["total"], dtype=float), color=color, lw=2.2, label=name)
+    ax_c.set_ylabel("cos(mean gradient, baseline's) per degree")
+    ax_c.set_title("direction: 1 = same direction as the baseline (thin: layers)", fontsize=10)
+    ax_c.set_ylim(min(0.0, ax_c.get_ylim()[0]), 1.02)
+    ax_s.set_yscale("log")
+    ax_s.set_ylabel("whitened / baseline")
+    opt = (result.optimizer or {}).get("name", "unknown")
+    ax_s.set_title(f"step size: raw gradient (dashed) vs steady-state Adam step\n(solid; thin: layers); trained with {opt}",
+                   fontsize=9)
+    ax_s.axhline(1.0, color="0.5", lw=0.8)
+    if switch:
+        fade = result.switch_step_by_l.get("fade", {})
+        axes[2].set_yscale("log")
+        axes[2].axhline(1.0, color="0.5", lw=0.8)
+        axes[2].set_ylabel("switch step, whitened / baseline")
+        axes[2].set_title(f"right after switching loss (checkpoint's Adam v̂); fades over "
+                          f"~{fade.get('steps_to_fraction', float('nan')):,.0f} steps", fontsize=9)
+    for ax in axes[1:]:
+        plain_log_ticks(ax)
+    for ax in axes:
+        _shade_bands(ax, result)
+        ax.set_xlabel("spherical-harmonic degree l")
+        ax.set_xlim(0, l[-1])
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(_title(result), fontsize=10)
+    return fig
+
+
 def figure_adam_by_l(result: ProbeResult):
     """Optimizer's view (fme ckpt.tar): sqrt(v_hat) and the effective Adam step per degree, per layer."""
     params = result.adam_by_l.get("parameters", {})
@@ -183,6 +251,7 @@ FIGURES = {
     "whitening_factors": (figure_whitening_factors, lambda r: True),
     "gsnr_by_l": (figure_gsnr_by_l, lambda r: True),
     "adam_by_l": (figure_adam_by_l, lambda r: bool(r.adam_by_l.get("parameters"))),
+    "direction_by_l": (figure_direction_by_l, lambda r: len(r.direction_cosine_by_l) > 1),
 }
 
 

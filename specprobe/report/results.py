@@ -129,9 +129,9 @@ class SweepResult(_Result):
         return {"sweep": lambda: figure_sweep(self.data)}
 
     def table(self):
-        from .sweep_report import sweep_table
+        from .sweep_report import sweep_report
 
-        return sweep_table(self.data)
+        return sweep_report(self.data)
 
     def to_xarray(self):
         from .dataset import sweep_dataset

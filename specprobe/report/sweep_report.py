@@ -32,8 +32,41 @@ def sweep_table(sweep: dict):
     return t
 
 
+def sweep_optimizer_table(sweep: dict):
+    """Per setting, what changes under the training optimizer: Adam step ratio and direction cosine per band."""
+    from rich.table import Table
+
+    bands = [b["name"] for b in sweep["bands"]]
+    name = (sweep.get("optimizer") or {}).get("name", "unknown")
+    t = Table(title=f"Under the optimizer ({name}): raw boost vs steady-state Adam step ratio vs direction cosine")
+    for col in ("gamma", "eps", "raw high", *(f"Adam {b}" for b in bands), *(f"cos {b}" for b in bands),
+                "cos non-spectral"):
+        t.add_column(col, justify="right")
+    for s in sweep["settings"]:
+        if "adam_step_ratio" not in s:
+            continue
+        t.add_row(f"{s['gamma']:g}", f"{s['eps_frac']:g}", _num(s["measured_boost"]["high"], "{:.2f}x"),
+                  *(_num(s["adam_step_ratio"][b], "{:.2f}x") for b in bands),
+                  *(_num(s["direction_cosine"][b], "{:.2f}") for b in bands),
+                  _num(s.get("direction_cosine_non_spectral"), "{:.2f}"))
+    return t
+
+
+def sweep_report(sweep: dict):
+    """What the CLI prints (a notebook displays it): the sweep table, and the optimizer table when the
+    settings carry its statistics."""
+    from .tables import _report_class
+
+    tables = [sweep_table(sweep)]
+    if any("adam_step_ratio" in s for s in sweep["settings"]):
+        tables.append(sweep_optimizer_table(sweep))
+    return _report_class()(*tables)
+
+
 def figure_sweep(sweep: dict):
-    fig, (ax_g, ax_pm) = new_figure(1, 2, figsize=(12, 4.8))
+    has_opt = any("adam_step_ratio" in s for s in sweep["settings"])
+    fig, axes = new_figure(1, 3 if has_opt else 2, figsize=(18 if has_opt else 12, 4.8))
+    ax_g, ax_pm = axes[0], axes[1]
     bands = [b["name"] for b in sweep["bands"]]
     eps_values = sorted({s["eps_frac"] for s in sweep["settings"]})
     styles = ["-", "--", ":", "-."]
@@ -61,7 +94,31 @@ def figure_sweep(sweep: dict):
     ax_pm.set_xlabel("predicted boost (whitening factor, band mean)")
     ax_pm.set_ylabel("measured boost (filter gradient)")
     ax_pm.set_title("predicted from the target spectrum vs measured", fontsize=10)
-    for ax in (ax_g, ax_pm):
+    if has_opt:
+        _plot_optimizer_view(axes[2], sweep, bands)
+    for ax in axes:
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
     return fig
+
+
+def _plot_optimizer_view(ax, sweep: dict, bands: list[str]) -> None:
+    """Per gamma (first eps_frac): direction cosine per band and non-spectral, steady-state Adam step ratio."""
+    eps0 = min(s["eps_frac"] for s in sweep["settings"])
+    rows = sorted((s for s in sweep["settings"] if s["eps_frac"] == eps0), key=lambda s: s["gamma"])
+    g = [0.0] + [s["gamma"] for s in rows]
+    for bi, band in enumerate(bands):
+        color = _COLORS[(bi + 1) % len(_COLORS)]
+        ax.plot(g, [1.0] + [s["direction_cosine"][band] for s in rows], color=color, marker="o",
+                label=f"direction cos, {band} band")
+        ax.plot(g, [1.0] + [s["adam_step_ratio"][band] for s in rows], color=color, marker="s", ls="--",
+                label=f"Adam step ratio, {band} band")
+    other = [s.get("direction_cosine_non_spectral") for s in rows]
+    if any(v is not None for v in other):
+        ax.plot(g, [1.0] + [np.nan if v is None else v for v in other], color=_COLORS[0], marker="o",
+                label="direction cos, non-spectral weights")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xlabel("whitening exponent gamma (0 = baseline)")
+    ax.set_ylabel("cosine / step ratio vs baseline")
+    ax.set_title(f"under {(sweep.get('optimizer') or {}).get('name', 'Adam')}: direction and steady-state "
+                 f"Adam step (eps_frac={eps0:g})", fontsize=10)

@@ -1,4 +1,4 @@
-"""Terminal tables and the two-line verdict, from a ProbeResult (rich)."""
+"""Terminal tables and the verdict, from a ProbeResult (rich)."""
 
 from __future__ import annotations
 
@@ -32,24 +32,25 @@ def deterministic_line(result: ProbeResult) -> str | None:
             "same loss at a fraction of the cost")
 
 
-def verdict(result: ProbeResult) -> list[str]:
-    """Two lines: the baseline decline, and what each whitening variant does to the high band (and a third
-    for a deterministic model)."""
+def _label(name: str) -> str:
+    return name.replace("per_sample(", "whitening ").rstrip(")").replace(",eps_frac=", " eps_frac=")
+
+
+def _raw_lines(result: ProbeResult) -> list[str]:
     st = result.stats["baseline"]
     bands = {b["name"]: b for b in result.bands}
     low, high = bands["low"], bands["high"]
     ratio = st["decline_ratio"]
     word = "falls" if ratio > 1 else "rises"
     factor = ratio if ratio > 1 else 1 / ratio if ratio else math.nan
-    line1 = (f"gradient {word} {_num(factor, '{:.1f}')}x from l<={low['hi']} to l>={high['lo']} "
+    line1 = (f"raw gradient {word} {_num(factor, '{:.1f}')}x from l<={low['hi']} to l>={high['lo']} "
              f"(Spearman rho {_num(st['spearman_rho'], '{:+.2f}')}, log-log slope {_num(st['loglog_slope'], '{:+.2f}')})")
     lifts = []
     for name, boost in result.stats.get("boost", {}).items():
-        label = name.replace("per_sample(", "whitening ").rstrip(")").replace(",eps_frac=", " eps_frac=")
-        lifts.append(f"{label} lifts the high band {_num(boost['high'], '{:.1f}')}x (low band {_num(boost['low'], '{:.2f}')}x)")
+        lifts.append(f"{_label(name)} lifts the raw high-band gradient {_num(boost['high'], '{:.1f}')}x "
+                     f"(low band {_num(boost['low'], '{:.2f}')}x)")
     line2 = "; ".join(lifts) if lifts else "no whitening variant probed (add --whitening per_sample)"
-    line3 = deterministic_line(result)
-    return [line1, line2] + ([line3] if line3 else [])
+    return [line1, line2]
 
 
 def band_rows(result: ProbeResult) -> tuple[list[str], list[list]]:
@@ -70,6 +71,120 @@ def band_rows(result: ProbeResult) -> tuple[list[str], list[list]]:
                 row.append(result.stats[name]["gsnr_band_median"].get(b["name"]))
         rows.append(row)
     return columns, rows
+
+
+def _short(name: str) -> str:
+    """per_sample(gamma=0.5,eps_frac=0.02) -> γ0.5 ε0.02 (table columns stay narrow)."""
+    import re
+
+    m = re.fullmatch(r"per_sample\(gamma=([^,]+),eps_frac=([^)]+)\)", name)
+    return f"γ{m.group(1)} ε{m.group(2)}" if m else name
+
+
+def optimizer_name(result: ProbeResult) -> str:
+    return (result.stats.get("optimizer_view", {}).get("optimizer") or result.optimizer or {}).get("name", "unknown")
+
+
+def _optimizer_line(result: ProbeResult, name: str, view: dict) -> str:
+    boost = result.stats.get("boost", {}).get(name, {})
+    cos, ratio = view["cosine"], view["adam_step_ratio"]
+    spread = [x for band in view["adam_step_ratio_layer_range"].values() for x in band if math.isfinite(x)]
+    span = f" (layers and bands {min(spread):.2f}-{max(spread):.2f})" if spread else ""
+    parts = [f"raw gradient: high band x{_num(boost.get('high'), '{:.2f}')}",
+             f"steady-state Adam step: high band x{_num(ratio.get('high'), '{:.2f}')}, low x{_num(ratio.get('low'), '{:.2f}')}{span}",
+             f"direction: cos {_num(cos.get('low'), '{:.2f}')} at low l, {_num(cos.get('high'), '{:.2f}')} at high l"]
+    if "all" in view["cosine_groups"]:
+        parts[-1] += f", {_num(view['cosine_groups']['all'], '{:.2f}')} in the non-spectral weights"
+    if "switch_step_ratio" in view:
+        fade = result.stats["optimizer_view"].get("switch_fade", {})
+        parts.append(f"switch step (checkpoint's Adam state): high band x{_num(view['switch_step_ratio'].get('high'), '{:.2f}')}, "
+                     f"fading over ~{_num(fade.get('steps_to_fraction'), '{:,.0f}')} steps (old second moment to 10%)")
+    return f"{_label(name)}: " + "; ".join(parts)
+
+
+def interpretation(result: ProbeResult, name: str, view: dict, adaptive: bool) -> str:
+    """One plain sentence on what the numbers mean for training with that optimizer."""
+    boost = result.stats.get("boost", {}).get(name, {}).get("high", math.nan)
+    if not adaptive:
+        return (f"Under SGD the step follows the raw gradient, so whitening moves the high-degree filters "
+                f"{_num(boost, '{:.1f}')}x as far per step.")
+    high = view["adam_step_ratio"].get("high", math.nan)
+    where = {"low degrees": view["cosine"].get("low", math.nan), "high degrees": view["cosine"].get("high", math.nan),
+             "the non-spectral weights": view["cosine_groups"].get("all", math.nan)}
+    finite = {k: v for k, v in where.items() if math.isfinite(v)}
+    lowest = min(finite, key=finite.get) if finite else None
+    near_one = lambda x: math.isfinite(x) and 0.8 <= x <= 1.25  # noqa: E731
+    if near_one(high) and near_one(boost):  # nothing for Adam to divide away (e.g. L = 10, one high degree)
+        size = "Whitening barely changes the raw high-degree gradient or Adam's step there"
+    elif near_one(high):
+        size = "Adam divides the larger raw gradient away, so whitening barely changes how far the high-degree filters move"
+    else:
+        size = f"Adam still changes the high-degree step {_num(high, '{:.2f}')}x, so whitening does change how far those filters move"
+    switch = view.get("switch_step_ratio", {}).get("high", math.nan)
+    fade = (result.stats.get("optimizer_view") or {}).get("switch_fade", {}).get("steps_to_fraction", math.nan)
+    transient = (f" (only right after a switch from the checkpoint's own Adam state is the high-degree step "
+                 f"x{switch:.1f}, fading over ~{fade:,.0f} steps)" if math.isfinite(switch) and abs(math.log(switch)) > math.log(1.25)
+                 else "")
+    if lowest is not None and finite[lowest] < 0.9:
+        return (f"{size}{transient}; what it changes is the direction of the updates, most at {lowest} "
+                f"(cos {finite[lowest]:.2f}).")
+    return f"{size}{transient}, and it barely changes their direction (every cosine >= 0.9)."
+
+
+def verdict(result: ProbeResult) -> list[str]:
+    """Leads with what changes under the checkpoint's training optimizer, then the raw gradient (labelled raw),
+    then, for a deterministic model, that its ensemble members are identical."""
+    opt_view = result.stats.get("optimizer_view") or {}
+    views = opt_view.get("variants") or {}
+    extra = [line for line in (deterministic_line(result),) if line]
+    if not views:  # files written before the optimizer-aware statistics
+        return _raw_lines(result) + extra
+    opt = opt_view.get("optimizer") or {}
+    name = opt.get("name", "unknown")
+    adaptive = name.lower().startswith("adam")
+    head = (f"under {name} (the optimizer this checkpoint was trained with)" if name != "unknown"
+            else "training optimizer not recorded: the Adam view is shown")
+    lines = [f"{head}:"] + [f"  {_optimizer_line(result, v, view)}" for v, view in views.items()]
+    first = next(iter(views))
+    lines.append(interpretation(result, first, views[first], adaptive or name == "unknown"))
+    return lines + _raw_lines(result) + extra
+
+
+def optimizer_table(result: ProbeResult):
+    """Per band: raw boost, steady-state Adam step ratio, direction cosine (and switch step with Adam state)."""
+    from rich.table import Table
+
+    opt_view = result.stats.get("optimizer_view") or {}
+    views = opt_view.get("variants") or {}
+    name = (opt_view.get("optimizer") or {}).get("name", "unknown")
+    t = Table(title=f"Under the training optimizer ({name}): whitened / baseline raw gradient and steady-state Adam step "
+                    f"(band mean; layers: range), direction cosine{', switch step (checkpoint Adam state)' if any('switch_step_ratio' in v for v in views.values()) else ''}")
+    t.add_column("variant", no_wrap=True)
+    t.add_column("band / weights", no_wrap=True)
+    for col in ("raw boost", "Adam step", "layers", "cos", "layers"):
+        t.add_column(col, justify="right", no_wrap=True)
+    has_switch = any("switch_step_ratio" in v for v in views.values())
+    if has_switch:
+        t.add_column("switch", justify="right", no_wrap=True)
+    for v, view in views.items():
+        first_row = True
+        for b in result.bands:
+            short = _short(v) if first_row else ""
+            first_row = False
+            bn = b["name"]
+            lo_hi = lambda r: f"{_num(r[0], '{:.2f}')}–{_num(r[1], '{:.2f}')}"  # noqa: E731
+            row = [short, bn, _num(result.stats["boost"][v][bn], "{:.2f}x"),
+                   _num(view["adam_step_ratio"][bn], "{:.3f}x"), lo_hi(view["adam_step_ratio_layer_range"][bn]),
+                   _num(view["cosine"][bn], "{:.3f}"), lo_hi(view["cosine_layer_range"][bn])]
+            if has_switch:
+                row.append(_num(view.get("switch_step_ratio", {}).get(bn), "{:.2f}x"))
+            t.add_row(*row)
+        for g, c in sorted(view["cosine_groups"].items(), key=lambda kv: kv[0] == "all"):
+            row = ["", "all non-spectral" if g == "all" else g, "—", _num(view["adam_step_ratio_groups"].get(g), "{:.3f}x"), "", _num(c, "{:.3f}"), ""]
+            if has_switch:
+                row.append("")
+            t.add_row(*row)
+    return t
 
 
 def band_table(result: ProbeResult):
@@ -155,6 +270,8 @@ def grad_by_l_report(result: ProbeResult):
                           f"(optimize_last_step_only={rollout['optimize_last_step_only']}, "
                           f"pushforward_steps={rollout['pushforward_steps']}; {rollout['source']})"))
     parts += [band_table(result), layer_table(result)]
+    if (result.stats.get("optimizer_view") or {}).get("variants"):
+        parts.append(optimizer_table(result))
     if result.adam_by_l.get("parameters"):
         parts.append(adam_table(result))
     parts += [Text(line, style="red") for line in nonfinite_lines(result)]

@@ -368,6 +368,37 @@ class FmeTarget:
             return None
         return adam_by_l(self._obj, self)
 
+    def optimizer_settings(self):
+        """The run's optimizer: type from its config.yaml (fme default Adam), eps/betas from ckpt.tar's state."""
+        from ..base import OptimizerSettings
+        from .adam import optimizer_hyperparameters
+        from .describe import training_optimizer_config
+
+        cfg, cfg_src = training_optimizer_config(self._obj, self.path)
+        hyper = optimizer_hyperparameters(self._obj)
+        if cfg is None and hyper is None:
+            return OptimizerSettings(name="Adam", source=f"fme default Adam (optimizer type {cfg_src}; "
+                                     "eps/betas: torch defaults)", betas=(0.9, 0.999))
+        kwargs = dict((cfg or {}).get("kwargs") or {})
+        name = str((cfg or {}).get("optimizer_type") or "Adam")
+        if name == "FusedAdam":
+            name = "AdamW"  # fme builds FusedAdam as torch.optim.AdamW(fused=True)
+        eps = float((hyper or {}).get("eps") or kwargs.get("eps", 1e-8))
+        betas = tuple((hyper or {}).get("betas") or kwargs.get("betas", (0.9, 0.999)))
+        lr = (hyper or {}).get("lr", (cfg or {}).get("lr"))
+        src = [f"type: {cfg_src}" if cfg is not None else f"type: fme default Adam ({cfg_src})",
+               "eps/betas/lr: ckpt.tar optimizer state" if hyper else "eps/betas: config kwargs or torch defaults"]
+        extra = {"weight_decay": (hyper or {}).get("weight_decay", kwargs.get("weight_decay"))}
+        return OptimizerSettings(name=name, eps=eps, betas=betas, lr=lr, source="; ".join(src), extra=extra)
+
+    def optimizer_state(self) -> dict | None:
+        """The checkpoint's Adam second moments per parameter (``ckpt.tar``), else None."""
+        if not (self._obj.get("optimization") or {}).get("optimizer_state_dict"):
+            return None
+        from .adam import second_moments
+
+        return second_moments(self._obj, self) or None
+
     # -------------------------------------------------------------- training (lookahead)
 
     def trainable_module(self):

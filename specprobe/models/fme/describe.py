@@ -442,3 +442,18 @@ def training_rollout_config(obj, path=None) -> dict:
                    pushforward_steps=_int(keys.get("pushforward_steps", 0)) or 0)
         break
     return out
+
+
+def training_optimizer_config(obj, path=None) -> tuple[dict | None, str]:
+    """The run's ``optimization`` section (optimizer_type, lr, kwargs) and where it came from.
+
+    Checkpoints do not store it; fme's ``train`` writes ``<experiment_dir>/config.yaml`` next to
+    ``training_checkpoints/`` (as for :func:`training_loss_config`). fme's default is Adam.
+    """
+    data, where = _training_yaml(path)
+    if data is None:
+        return None, f"not stored in checkpoints ({where})"
+    opt = data.get("optimization")
+    if not isinstance(opt, Mapping):
+        return {"optimizer_type": "Adam"}, f"{where}: no optimization section (fme default: Adam)"
+    return dict(opt), where

@@ -78,6 +78,22 @@ class THSFNOTarget:
             "notes": list(s.notes),
         }
 
+    def optimizer_settings(self):
+        """The training optimizer from the checkpoint's training metadata (torch defaults where unrecorded)."""
+        from ..base import OptimizerSettings
+
+        opt = (self.spec.training or {}).get("optimizer") if isinstance(self.spec.training, dict) else None
+        if not isinstance(opt, dict) or not opt.get("name"):
+            return OptimizerSettings()
+        name = str(opt["name"])
+        recorded = [k for k in ("eps", "betas") if k in opt]
+        eps = float(opt.get("eps", 1e-8))
+        betas = tuple(opt["betas"]) if "betas" in opt else ((0.9, 0.999) if name.lower().startswith("adam") else None)
+        source = "checkpoint training metadata (optimizer name, lr" + "".join(f", {k}" for k in recorded) + ")"
+        if len(recorded) < 2 and name.lower().startswith("adam"):
+            source += "; unrecorded eps/betas: torch defaults"
+        return OptimizerSettings(name=name, eps=eps, betas=betas, lr=opt.get("lr"), source=source)
+
     # -- data -------------------------------------------------------------------------------
     def load_pairs(self, data=None):
         """All (input, target) pairs of a data file (None: the bundled sample) in loss space, + info."""
