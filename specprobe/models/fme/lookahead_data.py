@@ -5,30 +5,15 @@ optimizer from ``ckpt.tar``'s ``optimization.optimizer_state_dict`` (moments and
 had reached) with its type from ``<experiment_dir>/config.yaml`` (``optimization.optimizer_type``),
 else inferred from the state's param group (torch writes ``decoupled_weight_decay`` True for AdamW).
 
-Data: a time split of one netCDF source (training pairs strictly before evaluation pairs, no shared
+Data: a time split of one ``--data`` source read by fme's own dataset code (training pairs strictly before evaluation pairs, no shared
 state), two sources (``train_data`` and ``data``), or seeded synthetic pairs, marked synthetic.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ...errors import DataError
 from ..base import PairPool, state_fingerprints
-
-
-def _config_yaml_optimization(path) -> dict:
-    p = Path(path).resolve()
-    yaml_path = p.parent.parent / "config.yaml"
-    if p.parent.name != "training_checkpoints" or not yaml_path.is_file():
-        return {}
-    try:
-        import yaml
-
-        with open(yaml_path) as f:
-            return dict((yaml.safe_load(f) or {}).get("optimization") or {})
-    except Exception:  # noqa: BLE001 - a broken side file only loses the optimizer type
-        return {}
 
 
 def training_recipe(target) -> dict:
@@ -42,10 +27,12 @@ def training_recipe(target) -> dict:
                 "n_ensemble": cfg.get("n_ensemble"), "whitening_trained": kw.get("energy_score_whitening"),
                 "source": target.loss_config_source}
     opt = (target._obj.get("optimization") or {}).get("optimizer_state_dict")
-    yaml_opt = _config_yaml_optimization(target.path)
+    from .describe import training_optimizer_config
+
+    yaml_opt = training_optimizer_config(target._obj, target.path)[0] or {}
     optimizer = {"type": yaml_opt.get("optimizer_type"), "lr": yaml_opt.get("lr"), "hyper": {}, "state": None,
                  "max_grad_norm": yaml_opt.get("max_grad_norm"),
-                 "source": "training config.yaml" if yaml_opt else "not recorded"}
+                 "source": "training config.yaml" if yaml_opt.get("optimizer_type") else "not recorded"}
     if opt:
         group = opt["param_groups"][0]
         kind = optimizer["type"] or ("AdamW" if group.get("decoupled_weight_decay") else "Adam")
@@ -65,7 +52,7 @@ def _pool(fields, times, spec, description) -> PairPool:
 
     def take(indices):
         idx = list(indices)
-        return _batch({k: v[idx] for k, v in fields.items()}, times[idx], spec, meta)
+        return _batch({"data": {k: v[idx] for k, v in fields.items()}, "time": times[idx]}, spec, meta)
 
     n = int(next(iter(fields.values())).shape[0])
     keys = list(zip(state_fingerprints({k: v[:, 0] for k, v in fields.items()}),
@@ -74,35 +61,64 @@ def _pool(fields, times, spec, description) -> PairPool:
     return PairPool(size=n, take=take, state_keys=keys, description=description)
 
 
+class _Pairs:
+    """One-step (input, target) samples of a ``--data`` source, read by fme's own dataset code."""
+
+    def __init__(self, target, data, spec, *, time_start=None, time_stop=None):
+        import datetime as _dt
+
+        from .data import FmeData
+        from .sources import resolve_source
+
+        self.source = resolve_source(data, target.path)
+        self.data = FmeData(self.source, spec, n_timesteps=spec.n_ic_timesteps + 1,
+                            time_start=time_start, time_stop=time_stop)
+        self.step = _dt.timedelta(seconds=spec.timestep_seconds or 0)
+
+    def __len__(self):
+        return len(self.data)
+
+    def input_time(self, i):
+        return self.data.dataset.sample_start_times[i]
+
+    def target_time(self, i):
+        return self.input_time(i) + self.step
+
+    def read(self, indices):
+        batch = self.data.read(indices, seed=0)
+        return dict(batch.data), batch.time.values
+
+
 def lookahead_pools(target, data, train_data, *, n_train, n_eval, seed, train_time_stop=None, eval_time_start=None):
-    from .data import NetcdfPairs, choose_indices, synthetic_pairs, synthetic_times
+    from .data import choose_indices, synthetic_series, synthetic_times
 
     spec = target.data_spec()
-    target._last_source = "synthetic" if data is None else str(data)  # what describe() reports
     if data is None:
+        target._last_source = "synthetic"  # what describe() reports
         if train_data is not None or train_time_stop is not None or eval_time_start is not None:
             raise DataError("--train-data / --train-time-stop / --eval-time-start need --data (the evaluation source)")
         n_eval = n_eval or 16
-        train = synthetic_pairs(spec, n_train, 1_000_003 + seed)
-        held = synthetic_pairs(spec, n_eval, 2_000_003)  # a fixed evaluation set, never a training seed
+        train = synthetic_series(spec, n_train, 1_000_003 + seed)
+        held = synthetic_series(spec, n_eval, 2_000_003)  # a fixed evaluation set, never a training seed
         recipe = "mean + std * red(l^-2); target = input + tendency_std * red(l^-2)"
         return (_pool(train, synthetic_times(n_train, 0, spec.timestep_seconds), spec,
                       {"source": "synthetic", "synthetic": True, "seed": 1_000_003 + seed, "recipe": recipe}),
                 _pool(held, synthetic_times(n_eval, 100_000, spec.timestep_seconds), spec,
                       {"source": "synthetic", "synthetic": True, "seed": 2_000_003, "recipe": recipe}))
     if train_data is not None:
-        train_src, eval_src = NetcdfPairs(train_data, spec), NetcdfPairs(data, spec)
+        train_src, eval_src = _Pairs(target, train_data, spec), _Pairs(target, data, spec)
         train_idx, eval_idx = list(range(len(train_src))), list(range(len(eval_src)))
         how = {"split": "two sources", "train_source": str(train_data), "eval_source": str(data)}
     elif train_time_stop is not None or eval_time_start is not None:
         if train_time_stop is None or eval_time_start is None:
             raise DataError("a time split needs both --train-time-stop and --eval-time-start")
-        train_src = NetcdfPairs(data, spec, time_start=target.time_start, time_stop=train_time_stop)
-        eval_src = NetcdfPairs(data, spec, time_start=eval_time_start, time_stop=target.time_stop)
+        train_src = _Pairs(target, data, spec, time_start=target.time_start, time_stop=train_time_stop)
+        eval_src = _Pairs(target, data, spec, time_start=eval_time_start, time_stop=target.time_stop)
         train_idx, eval_idx = list(range(len(train_src))), list(range(len(eval_src)))
-        how = {"split": "by time", "train_time_stop": str(train_time_stop), "eval_time_start": str(eval_time_start)}
+        how = {"split": "by time (initial times)", "train_time_stop": str(train_time_stop),
+               "eval_time_start": str(eval_time_start)}
     else:
-        train_src = eval_src = NetcdfPairs(data, spec, time_start=target.time_start, time_stop=target.time_stop)
+        train_src = eval_src = _Pairs(target, data, spec, time_start=target.time_start, time_stop=target.time_stop)
         n = len(train_src)
         if n < 3:
             raise DataError(f"{data}: {n} input/target pair(s); a time split needs at least 3")
@@ -110,9 +126,12 @@ def lookahead_pools(target, data, train_data, *, n_train, n_eval, seed, train_ti
         # pair i is (t_i, t_i+1): leaving out pair k means no state is in both halves
         train_idx, eval_idx = list(range(k)), list(range(k + 1, n))
         how = {"split": "by time, first half trains, second half evaluates (one pair left out between)"}
+    target._last_source = eval_src.source  # what describe() reports
+    if not train_idx or not eval_idx:
+        raise DataError(f"{data}: the split leaves {len(train_idx)} training and {len(eval_idx)} evaluation pair(s)")
     if train_src is eval_src or train_time_stop is not None:
-        last_train = max(train_src.pairs[i][1][2] for i in train_idx)
-        first_eval = min(eval_src.pairs[i][0][2] for i in eval_idx)
+        last_train = max(train_src.target_time(i) for i in train_idx)
+        first_eval = min(eval_src.input_time(i) for i in eval_idx)
         if not last_train < first_eval:
             raise DataError(f"training times reach {last_train}, evaluation starts at {first_eval}: "
                             "a time split must keep every training state before every evaluation state")
