@@ -33,6 +33,7 @@ from ..spectral import (
 )
 from ..spectral.stats import band_mean
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
+from .memory import GraphSizer, check_fits
 from .result import ProbeResult
 
 
@@ -132,7 +133,16 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     band_list = parse_bands(bands, n_degrees)
     inputs = [p.tensor for p in params]
 
-    moments = {c.name: [GradientMoments(p.tensor, p.degree_axis) for p in params] for c in configs}
+    device = params[0].tensor.device
+    sizes = dict(device=device, params=params, n_variants=len(configs), batch_size=batch_size, n_ensemble=n_ensemble)
+    check_fits(**sizes)  # accumulators and gradients are known before any forward
+    moments = {c.name: [] for c in configs}  # filled once the first graph's size has been checked
+
+    def after_first_forward(graph_bytes: int) -> None:
+        check_fits(**sizes, graph_bytes=graph_bytes)
+        for c in configs:
+            moments[c.name] = [GradientMoments(p.tensor, p.degree_axis) for p in params]
+
     out_grad_sq = {c.name: None for c in configs}
     factors = {c.name: SampleCollector() for c in configs if c.kind != "none"}
     target_power, pred_power = SampleCollector(), SampleCollector()
@@ -147,7 +157,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         # unreachable, so the next forward never runs while the previous graph is still alive
         # (it was, and peak memory held two graphs).
         n_done += _probe_batch(target, batch, batch_index, configs, params, inputs, acc, n_ensemble=n_ensemble,
-                               seed=seed, loss=loss)
+                               seed=seed, loss=loss, after_forward=after_first_forward if batch_index == 0 else None)
         del batch
         if progress is not None:
             progress(n_done, n_samples)
@@ -170,15 +180,22 @@ class _Accumulators:
 
 
 def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accumulators, *, n_ensemble, seed,
-                 loss) -> int:
-    """One forward, the loss SHT once, per variant one backward per sample; returns the batch size."""
+                 loss, after_forward=None) -> int:
+    """One forward, the loss SHT once, per variant one backward per sample; returns the batch size.
+
+    ``after_forward(graph_bytes)``, if given, is called before any backward with the bytes the forward
+    saved for backward (the memory check of the first batch).
+    """
     import torch
 
-    gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
-    gen_hat = to_spectral(gen, grid=target.loss_grid)
-    tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+    with GraphSizer(params[0].tensor.device) as sizer:
+        gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index)
+        gen_hat = to_spectral(gen, grid=target.loss_grid)
+        tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+        skill, spread = energy_score_terms(gen_hat, tgt_hat)
+    if after_forward is not None:
+        after_forward(sizer.bytes)
     b = gen.shape[0]
-    skill, spread = energy_score_terms(gen_hat, tgt_hat)
     es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
     with torch.no_grad():
         acc.target_power.add(degree_power(tgt_hat[:, 0]))
@@ -206,6 +223,7 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
             g_hat = grads[-1]
             sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
             acc.out_grad_sq[cfg.name] = sq if acc.out_grad_sq[cfg.name] is None else acc.out_grad_sq[cfg.name] + sq
+            del grads, g, g_hat  # else the next backward's gradients are allocated while these still live
     return b
 
 
