@@ -88,8 +88,8 @@ def check_fits(*, device, params, n_variants: int, batch_size: int, n_ensemble: 
     if need <= HEADROOM * free:
         return
     where = "GPU memory" if str(device).startswith("cuda") else "RAM"
-    detail = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in parts.items())
-    options = ["fewer variants (each adds %.2f GiB)" % (parts["accumulators"] / n_variants / 2**30)]
+    detail = ", ".join(f"{k} {_size(v)}" for k, v in parts.items())
+    options = [f"fewer variants (each adds {_size(parts['accumulators'] // n_variants)})"]
     if batch_size > 1:
         options.insert(0, "--batch-size 1")
     if n_ensemble > 2:
@@ -97,6 +97,9 @@ def check_fits(*, device, params, n_variants: int, batch_size: int, n_ensemble: 
     if str(device).startswith("cuda"):
         options.append("--device cpu")
     raise SpecprobeError(
-        f"this probe needs about {need / 2**30:.2f} GiB more ({detail} GiB; K = {n_variants} variants, batch "
-        f"{batch_size}, ensemble {n_ensemble}) but only {free / 2**30:.2f} GiB of {where} is free; try "
-        + ", ".join(options))
+        f"this probe needs about {_size(need)} more ({detail}; K = {n_variants} variants, batch {batch_size}, "
+        f"ensemble {n_ensemble}) but only {_size(free)} of {where} is free; try " + ", ".join(options))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
