@@ -22,7 +22,8 @@ def variants(k: int) -> list[str]:
     return [f"per_sample:gamma={round(0.2 + 0.8 * i / max(k - 2, 1), 3)}" for i in range(k - 1)]
 
 
-def measure(checkpoint, *, ks=(2, 8), n_samples=8, n_ensemble=2, repeats=5, device="cpu", threads=1) -> dict:
+def measure(checkpoint, *, ks=(2, 8), n_samples=8, n_ensemble=2, repeats=5, device="cpu", threads=1,
+            other_params="all") -> dict:
     import torch
 
     from specprobe.models.registry import load_target
@@ -43,7 +44,8 @@ def measure(checkpoint, *, ks=(2, 8), n_samples=8, n_ensemble=2, repeats=5, devi
                 del gen, tgt, grads
 
     def probe(k):
-        run_probe(target, variants=variants(k), n_samples=n_samples, n_ensemble=n_ensemble, batch_size=1)
+        run_probe(target, variants=variants(k), n_samples=n_samples, n_ensemble=n_ensemble, batch_size=1,
+                  other_params=other_params)
 
     def timed(fn, k):
         sync()
@@ -54,7 +56,7 @@ def measure(checkpoint, *, ks=(2, 8), n_samples=8, n_ensemble=2, repeats=5, devi
 
     out = {"checkpoint": str(checkpoint), "n_params": sum(t.numel() for t in tensors), "grid": [target.nlat, target.nlon],
            "n_samples": n_samples, "n_ensemble": n_ensemble, "repeats": repeats, "threads": torch.get_num_threads(),
-           "device": str(device), "k": {}}
+           "device": str(device), "other_params": other_params, "k": {}}
     probe(2), fme_passes(1)  # warm-up: transform caches, allocator
     for k in ks:
         pairs = [(timed(probe, k), timed(fme_passes, k)) for _ in range(repeats)]
@@ -73,15 +75,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--other-params", default="all", choices=["all", "baseline", "none"])
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     r = measure(a.checkpoint, ks=a.k, n_samples=a.n_samples, n_ensemble=a.n_ensemble, repeats=a.repeats,
-                device=a.device, threads=a.threads)
+                device=a.device, threads=a.threads, other_params=a.other_params)
     if a.json:
         print(json.dumps(r))
         return
     print(f"{r['checkpoint']}: {r['n_params']:,} parameters, grid {r['grid'][0]}x{r['grid'][1]}, {r['n_samples']} samples, "
-          f"batch 1, ensemble {r['n_ensemble']}, {r['threads']} thread(s), {r['device']}, {r['repeats']} pairs")
+          f"batch 1, ensemble {r['n_ensemble']}, {r['threads']} thread(s), {r['device']}, {r['repeats']} pairs, other_params {r['other_params']}")
     for k, v in r["k"].items():
         print(f"K = {k}: probe {v['probe_s']:.3f} s, {k} fme fwd+bwd {v['fme_s']:.3f} s, ratio median "
               f"{v['ratio_median']:.2f} (min {v['ratio_min']:.2f}, max {v['ratio_max']:.2f})")

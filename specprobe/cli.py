@@ -144,6 +144,8 @@ def grad_by_l(
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    other_params: str = typer.Option("all", "--other-params", help="Variants that also differentiate the "
+                                     "non-spectral parameters: all, baseline or none (faster; per-degree results unchanged)."),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
@@ -162,7 +164,7 @@ def grad_by_l(
                         batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
-                        timestamp=not no_timestamp, threads=threads,
+                        timestamp=not no_timestamp, threads=threads, other_params=other_params,
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None})
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
         return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs)

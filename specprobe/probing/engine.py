@@ -113,9 +113,17 @@ def configure_cpu_threads(threads: int | None = None) -> int:
 
 def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
               batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
-              progress: Callable[[int, int], None] | None = None) -> ProbeResult:
-    """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point."""
+              progress: Callable[[int, int], None] | None = None, other_params: str = "all") -> ProbeResult:
+    """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point.
+
+    other_params: which variants also take gradients of the non-spectral parameters (reported as
+    ``other_params`` norms): "all" (default), "baseline", or "none". Skipping them makes each
+    backward 22-30% cheaper (benchmarks/RESULTS.md); per-degree results are unchanged.
+    """
     import torch
+
+    if other_params not in ("all", "baseline", "none"):
+        raise ValueError(f"other_params: expected 'all', 'baseline' or 'none', got {other_params!r}")
 
     for name, value, lo in (("n_samples", n_samples, 1), ("n_ensemble", n_ensemble, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or value < lo:
@@ -131,6 +139,10 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         raise SpecprobeError(f"the checkpoint has NaN or Inf weights in {shown}")
     n_degrees = max(p.n_degrees for p in spectral_params)
     band_list = parse_bands(bands, n_degrees)
+    # Per variant, the indices of the parameters it differentiates (the others' accumulators stay empty).
+    spectral_only = [i for i, p in enumerate(params) if p.per_degree]
+    wanted = {c.name: list(range(len(params))) if other_params == "all" or (other_params == "baseline" and k == 0)
+              else spectral_only for k, c in enumerate(configs)}
     inputs = [p.tensor for p in params]
 
     device = params[0].tensor.device
@@ -157,7 +169,8 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         # unreachable, so the next forward never runs while the previous graph is still alive
         # (it was, and peak memory held two graphs).
         n_done += _probe_batch(target, batch, batch_index, configs, params, inputs, acc, n_ensemble=n_ensemble,
-                               seed=seed, loss=loss, after_forward=after_first_forward if batch_index == 0 else None)
+                               seed=seed, loss=loss, wanted=wanted,
+                               after_forward=after_first_forward if batch_index == 0 else None)
         del batch
         if progress is not None:
             progress(n_done, n_samples)
@@ -180,7 +193,7 @@ class _Accumulators:
 
 
 def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accumulators, *, n_ensemble, seed,
-                 loss, after_forward=None) -> int:
+                 loss, wanted, after_forward=None) -> int:
     """One forward, the loss SHT once, per variant one backward per sample; returns the batch size.
 
     ``after_forward(graph_bytes)``, if given, is called before any backward with the bytes the forward
@@ -217,9 +230,11 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
         acc.loss_sums[cfg.name] += float(per_sample.detach().sum())
         for s in range(b):
             last = k == len(configs) - 1 and s == b - 1  # the graph's buffers go with the last backward
-            grads = torch.autograd.grad(per_sample[s], inputs + [gen_hat], retain_graph=not last, allow_unused=True)
-            for moment, g, p in zip(acc.moments[cfg.name], grads[:-1], params):
-                moment.add(g if g is not None else torch.zeros_like(p.tensor))
+            idx = wanted[cfg.name]
+            grads = torch.autograd.grad(per_sample[s], [inputs[i] for i in idx] + [gen_hat], retain_graph=not last,
+                                        allow_unused=True)
+            for i, g in zip(idx, grads[:-1]):
+                acc.moments[cfg.name][i].add(g if g is not None else torch.zeros_like(params[i].tensor))
             g_hat = grads[-1]
             sq = (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double() if g_hat is not None else torch.zeros(gen_hat.shape[-2], dtype=torch.float64)
             acc.out_grad_sq[cfg.name] = sq if acc.out_grad_sq[cfg.name] is None else acc.out_grad_sq[cfg.name] + sq
@@ -240,7 +255,8 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
             if acc.nonfinite:
                 nonfinite[name][p.name] = acc.nonfinite
             if not p.per_degree:
-                other[name][p.name] = acc.norm_of_mean()
+                if acc.count:  # else not differentiated for this variant (other_params)
+                    other[name][p.name] = acc.norm_of_mean()
                 continue
             curve = acc.mean_grad_by_degree()
             if len(curve) == n_degrees:
