@@ -174,6 +174,9 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         del batch
         if progress is not None:
             progress(n_done, n_samples)
+    if n_done == 0:  # no batch at all: empty accumulators, as before the lazy allocation
+        for c in configs:
+            moments[c.name] = [GradientMoments(p.tensor, p.degree_axis) for p in params]
 
     return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                       skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
@@ -196,8 +199,8 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
                  loss, wanted, after_forward=None) -> int:
     """One forward, the loss SHT once, per variant one backward per sample; returns the batch size.
 
-    ``after_forward(graph_bytes)``, if given, is called before any backward with the bytes the forward
-    saved for backward (the memory check of the first batch).
+    ``after_forward(graph_bytes)``, if given, is called before any backward with the memory the forward
+    left allocated, its graph (the memory check of the first batch).
     """
     import torch
 
