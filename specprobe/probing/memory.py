@@ -20,7 +20,8 @@ import os
 
 from ..errors import SpecprobeError
 
-BACKWARD_FACTOR = 0.75  # activation gradients during a backward, relative to the graph (measured 0.37-0.57 on CPU: benchmarks/RESULTS.md)
+# Activation gradients during a backward, relative to the graph (measured 0.37-0.57 on CPU: benchmarks/RESULTS.md).
+BACKWARD_FACTOR = 0.75
 HEADROOM = 0.9  # of the free memory: the allocator's fragmentation, the OS, small tensors
 
 
