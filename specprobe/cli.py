@@ -263,6 +263,8 @@ def grad_by_l(
     scale_factor: Optional[int] = _scale_factor_option(),
     netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
     wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
+    other_params: str = typer.Option("all", "--other-params", help="Variants that also differentiate the "
+                                     "non-spectral parameters: all, baseline or none (faster; per-degree results unchanged)."),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
@@ -282,7 +284,7 @@ def grad_by_l(
                         batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
-                        timestamp=not no_timestamp, threads=threads,
+                        timestamp=not no_timestamp, threads=threads, other_params=other_params,
                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
                         **_model_options(grid, scale_factor))

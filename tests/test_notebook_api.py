@@ -151,7 +151,7 @@ def test_table_is_what_the_cli_printed(runs):
     console = Console(width=100, record=True, file=open("/dev/null", "w"))
     console.print(specprobe.load_result(runs["root"] / "g").table())
     text = console.export_text()
-    assert "Gradient of the spectral filter weights by degree band" in text and "gradient falls" in text
+    assert "Raw gradient of the spectral filter weights by degree band" in text and "gradient falls" in text
     assert text.strip() in runs["grad_stdout"]
     bundle = specprobe.load_result(runs["root"] / "g").table()._repr_mimebundle_(include=None, exclude=None)
     assert "gradient falls" in bundle["text/plain"]  # a Jupyter cell displays it

@@ -198,9 +198,10 @@ def test_engine_matches_plain_autograd_on_the_bundled_sfno():
     grads, params = _per_sample_grads(target, [("baseline", None), (w.name, w)], 3, 2,
                                       lambda gen, tgt, wh: energy_score_loss(gen, tgt, whitening=wh))
     ref = _reference_stats(grads, params, w.name, 1e-8)
-    np.testing.assert_allclose(result.direction_cosine_by_l[w.name]["total"], ref["cos"], rtol=0, atol=1e-10)
-    np.testing.assert_allclose(result.adam_step_by_l[w.name]["total"], ref["step"], rtol=1e-10)
-    assert result.direction_cosine_by_l[w.name]["groups"]["all"] == pytest.approx(ref["other"], abs=1e-10)
+    # The engine accumulates in the gradients' float32 (Welford; issue 11), the reference in float64.
+    np.testing.assert_allclose(result.direction_cosine_by_l[w.name]["total"], ref["cos"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(result.adam_step_by_l[w.name]["total"], ref["step"], rtol=1e-5)
+    assert result.direction_cosine_by_l[w.name]["groups"]["all"] == pytest.approx(ref["other"], abs=1e-6)
     assert ref["cos"][1:9].mean() < 0.95  # the finding is not trivial: low degrees re-aim
     assert set(result.direction_cosine_by_l[w.name]["groups"]) >= {"encoder", "decoder", "MLPs", "all"}
 

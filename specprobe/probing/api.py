@@ -41,7 +41,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
           crps_weight: float = 0.0, energy_score_weight: float = 1.0, ema: bool = False,
           trust_checkpoint: bool = False, degree_axis: dict | None = None, progress=None,
           command_line: list[str] | None = None, timestamp: bool = True, threads: int | None = None,
-          distributed: bool = True, **target_options) -> ProbeResult:
+          other_params: str = "all", distributed: bool = True, **target_options) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
@@ -78,7 +78,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                          degree_axis_overrides=degree_axis, **target_options)
     result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                        batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress,
-                       shard=shard)
+                       other_params=other_params, shard=shard)
     adam = getattr(target, "adam_by_l", None)
     if adam is not None:
         result.adam_by_l = adam() or {}
@@ -93,7 +93,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                  "synthetic": synthetic},
         "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
-                    "cpu_threads": n_threads,
+                    "cpu_threads": n_threads, "other_params": other_params,
                     **{k: v for k, v in target_options.items() if v is not None}},
         "seed": seed,
         "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},

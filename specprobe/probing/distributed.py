@@ -254,23 +254,12 @@ def _collectors(acc) -> dict:
 
 
 def moment_state(m) -> dict:
-    """A GradientMoments' summable state as float64 tensors on its device."""
-    if hasattr(m, "reducible_state"):
-        return m.reducible_state()
-    import torch
-
-    dev = m.sum.device
-    return {"count": torch.tensor(float(m.count), dtype=torch.float64, device=dev),
-            "nonfinite": torch.tensor(float(m.nonfinite), dtype=torch.float64, device=dev),
-            "sum": m.sum, "sum_sq": m.sum_sq}
+    """A GradientMoments' summable state: float64 tensors {count, nonfinite, sum, sum_sq?} on its device."""
+    return m.reducible_state()
 
 
 def load_moment(m, state: dict) -> None:
-    if hasattr(m, "load_reduced"):
-        m.load_reduced(state)
-        return
-    m.count, m.nonfinite = int(round(float(state["count"]))), int(round(float(state["nonfinite"])))
-    m.sum, m.sum_sq = state["sum"], state["sum_sq"]
+    m.load_reduced(state)
 
 
 # ---------------------------------------------------------------------- the process-wide world

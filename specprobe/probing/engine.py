@@ -33,6 +33,7 @@ from ..spectral import (
 )
 from ..spectral.stats import band_mean
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
+from .memory import GraphSizer, check_fits
 from .optstats import band_summary, optimizer_settings_of, optimizer_view
 from .result import ProbeResult
 
@@ -114,14 +115,21 @@ def configure_cpu_threads(threads: int | None = None, *, processes: int = 1) -> 
 
 def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
               batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
-              progress: Callable[[int, int], None] | None = None, shard=None) -> ProbeResult:
+              progress: Callable[[int, int], None] | None = None, other_params: str = "all",
+              shard=None) -> ProbeResult:
     """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point.
 
+    other_params: which variants also take gradients of the non-spectral parameters (reported as
+    ``other_params`` norms): "all" (default), "baseline", or "none". Skipping them makes each
+    backward 22-30% cheaper (benchmarks/RESULTS.md); per-degree results are unchanged.
     ``shard`` (distributed runs, :class:`specprobe.probing.distributed.Shard`): this process probes
     only the batches ``shard.takes(batch_index)`` accepts, then ``shard.reduce_probe`` sums the
     accumulators over processes, so the summary is that of all batches.
     """
     import torch
+
+    if other_params not in ("all", "baseline", "none"):
+        raise ValueError(f"other_params: expected 'all', 'baseline' or 'none', got {other_params!r}")
 
     for name, value, lo in (("n_samples", n_samples, 1), ("n_ensemble", n_ensemble, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or value < lo:
@@ -137,9 +145,22 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         raise SpecprobeError(f"the checkpoint has NaN or Inf weights in {shown}")
     n_degrees = max(p.n_degrees for p in spectral_params)
     band_list = parse_bands(bands, n_degrees)
+    # Per variant, the indices of the parameters it differentiates (the others' accumulators stay empty).
+    spectral_only = [i for i, p in enumerate(params) if p.per_degree]
+    wanted = {c.name: list(range(len(params))) if other_params == "all" or (other_params == "baseline" and k == 0)
+              else spectral_only for k, c in enumerate(configs)}
     inputs = [p.tensor for p in params]
 
-    moments = {c.name: [GradientMoments(p.tensor, p.degree_axis) for p in params] for c in configs}
+    device = params[0].tensor.device
+    sizes = dict(device=device, params=params, n_variants=len(configs), batch_size=batch_size, n_ensemble=n_ensemble)
+    check_fits(**sizes)  # accumulators and gradients are known before any forward
+    moments = {c.name: [] for c in configs}  # filled once the first graph's size has been checked
+
+    def after_first_forward(graph_bytes: int) -> None:
+        check_fits(**sizes, graph_bytes=graph_bytes)
+        for c in configs:
+            moments[c.name] = _new_moments(params, wanted[c.name])
+
     out_grad_sq = {c.name: None for c in configs}
     factors = {c.name: SampleCollector() for c in configs if c.kind != "none"}
     target_power, pred_power = SampleCollector(), SampleCollector()
@@ -156,10 +177,14 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         # unreachable, so the next forward never runs while the previous graph is still alive
         # (it was, and peak memory held two graphs).
         n_done += _probe_batch(target, batch, batch_index, configs, params, inputs, acc, n_ensemble=n_ensemble,
-                               seed=seed, loss=loss)
+                               seed=seed, loss=loss, wanted=wanted,
+                               after_forward=after_first_forward if n_done == 0 else None)
         del batch
         if progress is not None:
             progress(n_done, n_samples)
+    if n_done == 0:  # no batch here: empty accumulators, as before the lazy allocation
+        for c in configs:
+            moments[c.name] = _new_moments(params, wanted[c.name])
     if shard is not None:
         n_done = shard.reduce_probe(acc, n_done)
 
@@ -171,6 +196,16 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                       skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
                       elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view)
+
+
+def _new_moments(params, wanted: list[int]) -> list:
+    """Per parameter: mean and spread of the per-sample gradients where the variant differentiates it.
+
+    Non-spectral parameters keep their spread too: the optimizer view reports their steady-state Adam
+    step (shared weights are where whitening re-aims updates most); they are a small share of an SFNO's
+    parameters next to the per-degree filters."""
+    keep = set(wanted)
+    return [GradientMoments(p.tensor, p.degree_axis, second_moment=i in keep) for i, p in enumerate(params)]
 
 
 @dataclass
@@ -196,21 +231,26 @@ def loss_steps(target, batch, *, n_ensemble: int, seed: int) -> list[tuple]:
 
 
 def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accumulators, *, n_ensemble, seed,
-                 loss) -> int:
+                 loss, wanted, after_forward=None) -> int:
     """One forward (rollout), the loss SHT once per step, per variant one backward per sample; returns the batch size.
 
     Diagnostics (powers, skill/spread, whitening factors) describe the last loss step of a rollout.
+    ``after_forward(graph_bytes)``, if given, is called before any backward with the memory the forward
+    left allocated, its graph (the memory check of the first batch).
     """
     import torch
 
     steps = []
-    for gen, tgt, weight in loss_steps(target, batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index):
-        gen_hat = to_spectral(gen, grid=target.loss_grid)
-        tgt_hat = to_spectral(tgt, grid=target.loss_grid)
-        skill, spread = energy_score_terms(gen_hat, tgt_hat)
-        es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
-        crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
-        steps.append((weight, gen_hat, tgt_hat, es, crps_term))
+    with GraphSizer(params[0].tensor.device) as sizer:
+        for gen, tgt, weight in loss_steps(target, batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index):
+            gen_hat = to_spectral(gen, grid=target.loss_grid)
+            tgt_hat = to_spectral(tgt, grid=target.loss_grid)
+            skill, spread = energy_score_terms(gen_hat, tgt_hat)
+            es = skill - spread  # per mode; shared by every variant (whitening only reweights it)
+            crps_term = crps(gen, tgt, alpha=loss.crps_alpha).flatten(2).mean(-1) if loss.crps_weight > 0 else None
+            steps.append((weight, gen_hat, tgt_hat, es, crps_term))
+    if after_forward is not None:
+        after_forward(sizer.bytes)
     b = gen.shape[0]
     with torch.no_grad():
         acc.target_power.add(degree_power(tgt_hat[:, 0]))
@@ -235,14 +275,18 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
         acc.loss_sums[cfg.name] += float(per_sample.detach().sum())
         for s in range(b):
             last = k == len(configs) - 1 and s == b - 1  # the graph's buffers go with the last backward
-            grads = torch.autograd.grad(per_sample[s], inputs + gen_hats, retain_graph=not last, allow_unused=True)
-            for moment, g, p in zip(acc.moments[cfg.name], grads[:len(inputs)], params):
-                moment.add(g if g is not None else torch.zeros_like(p.tensor))
+            idx = wanted[cfg.name]
+            grads = torch.autograd.grad(per_sample[s], [inputs[i] for i in idx] + gen_hats, retain_graph=not last,
+                                        allow_unused=True)
+            for i, g in zip(idx, grads[:len(idx)]):
+                acc.moments[cfg.name][i].add(g if g is not None else torch.zeros_like(params[i].tensor))
             sq = torch.zeros(gen_hats[0].shape[-2], dtype=torch.float64, device=gen_hats[0].device)
-            for g_hat in grads[len(inputs):]:
+            for g_hat in grads[len(idx):]:
                 if g_hat is not None:
                     sq = sq + (g_hat.abs() ** 2).sum(dim=(0, 1, 2, 4)).double()
             acc.out_grad_sq[cfg.name] = sq if acc.out_grad_sq[cfg.name] is None else acc.out_grad_sq[cfg.name] + sq
+            del grads  # else the next backward's gradients are allocated while these still live
+            g = g_hat = None
     return b
 
 
@@ -260,7 +304,8 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
             if acc.nonfinite:
                 nonfinite[name][p.name] = acc.nonfinite
             if not p.per_degree:
-                other[name][p.name] = acc.norm_of_mean()
+                if acc.count:  # else not differentiated for this variant (other_params)
+                    other[name][p.name] = acc.norm_of_mean()
                 continue
             curve = acc.mean_grad_by_degree()
             if len(curve) == n_degrees:

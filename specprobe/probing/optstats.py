@@ -133,6 +133,8 @@ def optimizer_view(configs, params, moments, n_degrees: int, settings: Optimizer
     ``moments[variant][i]`` is the GradientMoments of ``params[i]``; only its accessors are used.
     ``state``: {param name: {"exp_avg_sq": tensor (real view), "step", "beta2", "eps"}}.
     """
+    import torch
+
     names = [c.name for c in configs]
     spec = {v: _Sums(n_degrees) for v in names}
     layer = {v: {} for v in names}
@@ -146,8 +148,11 @@ def optimizer_view(configs, params, moments, n_degrees: int, settings: Optimizer
         st = (state or {}).get(p.name)
         for v in names:
             acc = moments[v][i]
+            if acc.count == 0 or base_acc.count == 0:
+                continue  # a variant that did not differentiate this parameter (--other-params)
             mean = base_mean if v == "baseline" else acc.mean()
-            step = adam_step_elements(mean, acc.mean_square(), settings.eps)
+            step = (adam_step_elements(mean, acc.mean_square(), settings.eps) if acc.has_second_moment
+                    else torch.full_like(mean, math.nan))
             if p.per_degree:
                 ra, rb, rs = _rows(mean, axis), _rows(base_mean, axis), _rows(step, axis)
                 full = ra.shape[0] == n_degrees

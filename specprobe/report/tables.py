@@ -191,7 +191,7 @@ def band_table(result: ProbeResult):
     from rich.table import Table
 
     columns, rows = band_rows(result)
-    t = Table(title="Gradient of the spectral filter weights by degree band (L2 norm, RSS over layers)")
+    t = Table(title="Raw gradient of the spectral filter weights by degree band (L2 norm, RSS over layers)")
     for i, col in enumerate(columns):
         short = col.replace("per_sample", "ps")
         t.add_column("boost" if col.startswith("boost ") else "GSNR" if col.startswith("GSNR ") and col != "GSNR base"
@@ -269,9 +269,10 @@ def grad_by_l_report(result: ProbeResult):
                           f"{rollout['loss_steps']} weighted {[round(w, 4) for w in rollout['step_weights']]} "
                           f"(optimize_last_step_only={rollout['optimize_last_step_only']}, "
                           f"pushforward_steps={rollout['pushforward_steps']}; {rollout['source']})"))
-    parts += [band_table(result), layer_table(result)]
+    # What predicts training first (the optimizer's view), then the raw gradients it is made from.
     if (result.stats.get("optimizer_view") or {}).get("variants"):
         parts.append(optimizer_table(result))
+    parts += [band_table(result), layer_table(result)]
     if result.adam_by_l.get("parameters"):
         parts.append(adam_table(result))
     parts += [Text(line, style="red") for line in nonfinite_lines(result)]

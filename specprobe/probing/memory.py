@@ -1,0 +1,106 @@
+"""Will this probe fit? An estimate before the big allocations, and a one-line refusal when it cannot.
+
+What a probe adds to memory once the checkpoint is loaded (weights and transform tables are then
+already resident, so the free memory reported after loading excludes them):
+  accumulators  K variants x (8 bytes per float32 element of a per-degree parameter: Welford mean
+                and M2; 4 for the other parameters: the mean only)
+  gradients     one set of parameter gradients (a backward's output)
+  graph         what the first batch's forward leaves allocated (no extra forward: the real one is
+                measured), times a backward factor: a backward holds the graph plus the gradients of
+                the activations it is walking through.
+The first check runs before any forward (accumulators and gradients are known from the parameters
+alone); the second after the first batch's forward, when the graph's size is known and before the
+accumulators exist. ``SPECPROBE_MEMORY_LIMIT`` (bytes, or with a K/M/G/T suffix) overrides the free
+memory, to test the refusal or to keep a run under a budget on a shared machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import SpecprobeError
+
+# Activation gradients during a backward, relative to the graph (measured 0.37-0.57 on CPU: benchmarks/RESULTS.md).
+BACKWARD_FACTOR = 0.75
+HEADROOM = 0.9  # of the free memory: the allocator's fragmentation, the OS, small tensors
+
+
+def memory_limit_bytes(device) -> int:
+    """Free memory for this run: ``SPECPROBE_MEMORY_LIMIT`` if set, else the device's free memory."""
+    from ..models.resources import available_bytes
+
+    text = os.environ.get("SPECPROBE_MEMORY_LIMIT", "").strip()
+    if text:
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        unit = text[-1].upper()
+        try:
+            return int(float(text[:-1]) * scale[unit]) if unit in scale else int(float(text))
+        except ValueError:
+            raise SpecprobeError(f"SPECPROBE_MEMORY_LIMIT: expected bytes such as 8G or 500M, got {text!r}") from None
+    return available_bytes(device)
+
+
+def accumulator_bytes(params, n_variants: int) -> int:
+    total = 0
+    for p in params:
+        elements = p.tensor.numel() * (2 if p.tensor.is_complex() else 1)
+        width = max(p.tensor.element_size() // (2 if p.tensor.is_complex() else 1), 4)
+        total += elements * width * 2  # mean and spread (the optimizer view needs every parameter's)
+    return total * n_variants
+
+
+def gradient_bytes(params) -> int:
+    return sum(p.tensor.numel() * p.tensor.element_size() for p in params)
+
+
+class GraphSizer:
+    """Memory a forward leaves allocated (its graph and outputs): allocator bytes on CUDA, resident
+    set growth on CPU. Measured as a difference, not with saved-tensors hooks, so that a caller's
+    own hooks (tests/test_graph_memory.py meters the graphs that way) keep seeing every graph."""
+
+    def __init__(self, device):
+        self.device, self.bytes = device, 0
+
+    def _now(self) -> int:
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.memory_allocated(self.device))
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # no /proc: no measurement, the check then covers accumulators and gradients
+            return 0
+
+    def __enter__(self):
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc):
+        self.bytes = max(self._now() - self._start, 0)
+
+
+def check_fits(*, device, params, n_variants: int, batch_size: int, n_ensemble: int, graph_bytes: int | None = None) -> None:
+    """Raise SpecprobeError (one line, with options) if the probe's estimate exceeds the free memory."""
+    parts = {"accumulators": accumulator_bytes(params, n_variants), "gradients": gradient_bytes(params)}
+    if graph_bytes is not None:
+        parts["backward"] = int(BACKWARD_FACTOR * graph_bytes)
+    need, free = sum(parts.values()), memory_limit_bytes(device)
+    if need <= HEADROOM * free:
+        return
+    where = "GPU memory" if str(device).startswith("cuda") else "RAM"
+    detail = ", ".join(f"{k} {_size(v)}" for k, v in parts.items())
+    options = [f"fewer variants (each adds {_size(parts['accumulators'] // n_variants)})"]
+    if batch_size > 1:
+        options.insert(0, "--batch-size 1")
+    if n_ensemble > 2:
+        options.append("--n-ensemble 2")
+    if str(device).startswith("cuda"):
+        options.append("--device cpu")
+    raise SpecprobeError(
+        f"this probe needs about {_size(need)} more ({detail}; K = {n_variants} variants, batch {batch_size}, "
+        f"ensemble {n_ensemble}) but only {_size(free)} of {where} is free; try " + ", ".join(options))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
