@@ -6,6 +6,7 @@ exits with status 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -24,38 +25,72 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 
 def _fail(message: str, code: int = 2):
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    from .probing.distributed import env_rank
+
+    if env_rank() == 0:  # under torchrun every rank meets the same bad option; one says so
+        typer.echo(f"error: {' '.join(str(message).split())}", err=True)
     raise typer.Exit(code)
 
 
 def _guard(fn):
-    """Turn expected failures into one line and exit 2 (unless --debug)."""
+    """Turn expected failures into one line and exit 2 (unless --debug).
+
+    Under torchrun a failure on any rank is agreed on by all of them (specprobe.probing.distributed):
+    every rank exits non-zero and rank 0 alone prints ``error: rank R: message``.
+    """
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .errors import SpecprobeError
+        from .probing import distributed as dist
 
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except KeyboardInterrupt:
-            typer.echo("error: interrupted; no partial files were written", err=True)
+            if dist.env_rank() == 0:
+                typer.echo("error: interrupted; no partial files were written", err=True)
             raise typer.Exit(130)
         except Exception as e:  # noqa: BLE001 - classified below
             if _state["debug"]:
                 raise
-            if isinstance(e, (SpecprobeError, ValueError)):
-                _fail(str(e))
-            if type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
-                _fail(f"out of memory on the device ({str(e).splitlines()[0][:120]}); try a smaller --batch-size, "
-                      "--n-ensemble, or --device cpu")
-            if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-                _fail(f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}")
-            _fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)")
+            if not dist.launched():
+                _fail(_message_of(e))
+            failure = e if isinstance(e, dist.RankFailure) else dist.fail(2, _message_of(e))
+            dist.conclude(failure, lambda line: typer.echo(f"error: {' '.join(line.split())}", err=True))
+            raise typer.Exit(failure.code)
 
     return wrapper
+
+
+def _message_of(e: Exception) -> str:
+    """One line for an expected failure; the type and --debug hint for anything else."""
+    from .errors import SpecprobeError
+
+    if isinstance(e, (SpecprobeError, ValueError)):
+        return str(e)
+    if type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
+        return (f"out of memory on the device ({str(e).splitlines()[0][:120]}); try a smaller --batch-size, "
+                "--n-ensemble, or --device cpu")
+    if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
+        return f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}"
+    return f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)"
+
+
+def _start_world(device: str):
+    """Under torchrun: join the process group before any work, so a rank that fails is heard."""
+    from .probing import distributed as dist
+
+    return dist.start(device, new_command=True)
+
+
+def _writes(world) -> bool:
+    """The barrier before writing: all ranks are healthy here; only rank 0 writes and prints."""
+    if world is None:
+        return True
+    world.finish_exchanges()
+    return world.is_writer
 
 
 def _console(quiet: bool = False):
@@ -242,7 +277,8 @@ def grad_by_l(
     from .probing.engine import as_variants
 
     as_variants(variants)  # parse errors before any loading
-    out_dir = prepare_out_dir(out)
+    world = _start_world(device)
+    out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     paths = list(checkpoints or [None])
     probe_kwargs = dict(data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                         batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
@@ -253,8 +289,8 @@ def grad_by_l(
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
                         **_model_options(grid, scale_factor))
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
-        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project)
-    bar, progress = _progress(not quiet and not as_json)
+        return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project, world)
+    bar, progress = _progress(not quiet and not as_json and (world is None or world.is_writer))
     try:
         if bar:
             bar.start()
@@ -262,6 +298,8 @@ def grad_by_l(
     finally:
         if bar:
             bar.stop()
+    if not _writes(world):
+        return
     result_dict = result.to_dict()
     write_json(out_dir / "result.json", result_dict)
     view = load_result(result)
@@ -276,27 +314,34 @@ def grad_by_l(
     console.print(f"wrote {out_dir / 'result.json'}, " + ", ".join(str(p) for p in figures))
 
 
-def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project):
+def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project, world):
     """Several checkpoints (or a directory of ckpt_NNNN.tar) on the same batches and seed."""
     import json
 
-    from .probing.series import expand_checkpoints, series_summary
-    from .probing.api import probe
+    from .probing.series import probe_series, series_summary
     from .report.files import write_json
     from .report.results import SeriesResult, load_result
 
-    items, result_files = [], []
-    files = expand_checkpoints(paths)
-    for i, path in enumerate(files):
-        if not quiet and not as_json:
-            typer.echo(f"[{i + 1}/{len(files)}] probing {path}", err=True)
-        result = probe(path, **probe_kwargs)
+    result_files = []
+
+    def started(i, n, path):
+        if not quiet and not as_json and (world is None or world.is_writer):
+            typer.echo(f"[{i + 1}/{n}] probing {path}", err=True)
+
+    def write_one(i, path, result):
         sub = out_dir / f"{i:03d}_{Path(path).stem}"
         sub.mkdir(exist_ok=True)
         write_json(sub / "result.json", result.to_dict())
         load_result(result).write_figures(sub, fmt)
-        items.append((Path(path), result))
         result_files.append(f"{sub.name}/result.json")
+
+    # One process: each result is written as it comes; under torchrun, after the barrier, by rank 0.
+    items = probe_series(paths, on_start=started, on_result=write_one if world is None else None, **probe_kwargs)
+    if not _writes(world):
+        return
+    if world is not None:
+        for i, (path, result) in enumerate(items):
+            write_one(i, path, result)
     summary = series_summary(items, result_files)
     write_json(out_dir / "series.json", summary)
     view = SeriesResult(summary, out_dir / "series.json")
@@ -390,13 +435,16 @@ def sweep(
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
-    out_dir = prepare_out_dir(out)
+    world = _start_world(device)
+    out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
                    timestamp=not no_timestamp, threads=threads,
                    **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                    **_model_options(grid, scale_factor))
+    if not _writes(world):
+        return
     summary = summarise_sweep(result, configs)
     write_json(out_dir / "sweep.json", summary)
     view = SweepResult(summary, out_dir / "sweep.json")
@@ -446,21 +494,27 @@ def coupling(
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
-    out_dir = prepare_out_dir(out)
-    dev = resolve_device(device)
+    world = _start_world(device)
+    out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
+    dev = world.device if world is not None else resolve_device(device)
     if dev.type == "cpu":
-        configure_cpu_threads(threads)
+        configure_cpu_threads(threads, processes=world.local_size if world is not None else 1)
     target = load_target(checkpoint, device=dev, trust=trust_checkpoint,
                          **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                          **_model_options(grid, scale_factor))
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
-                          batch_size=batch_size, seed=seed, n_bands=n_bands)
+                          batch_size=batch_size, seed=seed, n_bands=n_bands,
+                          shard=world.shard() if world is not None else None)
     synthetic = data is None and bool(target.describe().get("synthetic_data"))
     result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
                             "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
                             "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
                             "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"),
                                      "synthetic": synthetic}}
+    if world is not None:
+        result["provenance"]["distributed"] = world.describe("samples: batch index % world_size")
+    if not _writes(world):
+        return
     write_json(out_dir / "coupling.json", result)
     view = CouplingResult(result, out_dir / "coupling.json")
     written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "coupling.nc", netcdf, wandb_project)
@@ -532,12 +586,15 @@ def lookahead(
     from .probing.engine import as_variants
 
     as_variants(variants)
-    out_dir = prepare_out_dir(out)
+    world = _start_world(device)
+    out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     result = _clean(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
                         n_train=n_train, n_eval=n_eval, device=device, threads=threads, cache_dir=cache_dir,
                         trust_checkpoint=trust_checkpoint, ema=ema, train_time_stop=train_time_stop,
                         eval_time_start=eval_time_start, command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp))
+    if not _writes(world):
+        return
     write_json(out_dir / "lookahead.json", result)
     figure = out_dir / f"lookahead.{fmt}"
     plot_lookahead(result, figure, fmt)
@@ -555,7 +612,21 @@ def lookahead(
 
 
 def main():
-    """Console entry point: usage errors (unknown option, bad value) are one line too."""
+    """Console entry point: usage errors (unknown option, bad value) are one line too.
+
+    Under torchrun only rank 0 speaks: the other ranks' stdout goes to /dev/null, and a usage
+    error (the same on every rank) is printed once.
+    """
+    from .probing import distributed as dist
+
+    quiet_rank = dist.launched() and dist.env_rank() != 0
+    if quiet_rank:
+        import logging
+        import warnings
+
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        logging.disable(logging.WARNING)  # libraries' warnings once (rank 0), not once per rank
+        warnings.simplefilter("ignore")
     try:
         code = app(args=_wandb_bare(sys.argv[1:]), standalone_mode=False)
     except Exception as e:  # noqa: BLE001 - typer vendors click; match its classes by name
@@ -564,12 +635,15 @@ def main():
             ctx = getattr(e, "ctx", None)
             cmd = ctx.command_path if ctx is not None else "specprobe"
             message = " ".join(e.format_message().split())
-            if message:  # empty when no_args_is_help already printed the help
+            if message and not quiet_rank:  # empty when no_args_is_help already printed the help
                 typer.echo(f"error: {message} (see `{cmd} --help`)", err=True)
             code = 2
         elif "Abort" in kinds:
-            typer.echo("error: aborted", err=True)
+            if not quiet_rank:
+                typer.echo("error: aborted", err=True)
             code = 130
         else:
             raise
+    finally:
+        dist.shutdown()
     sys.exit(code if isinstance(code, int) else 0)

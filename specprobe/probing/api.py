@@ -41,7 +41,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
           crps_weight: float = 0.0, energy_score_weight: float = 1.0, ema: bool = False,
           trust_checkpoint: bool = False, degree_axis: dict | None = None, progress=None,
           command_line: list[str] | None = None, timestamp: bool = True, threads: int | None = None,
-          other_params: str = "all", **target_options) -> ProbeResult:
+          other_params: str = "all", distributed: bool = True, **target_options) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
@@ -52,17 +52,25 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     state dict whose weights do not tell them. fme: ``n_forward_steps=K`` probes the loss of fme's K-step
     training rollout (with ``optimize_last_step_only``, ``pushforward_steps``; default: the run's training
     config), ``labels``, ``loss_weights``, ``time_start``, ``time_stop``.
+
+    Under torchrun (``distributed=True``, the default) the samples are split over the ranks and
+    every rank returns the same result, that of all samples; ``distributed=False`` probes all
+    samples in this process (a series gives each rank whole checkpoints).
     """
     import torch
 
     from ..models.registry import load_target, resolve_checkpoint
+    from . import distributed as dist
 
-    dev = resolve_device(device)
+    world = dist.start(device)
+    dev = world.device if world is not None else resolve_device(device)
     if threads is None and not timestamp:
         # Reproducible mode: CPU float reductions depend on the thread count (measured: 1 vs 2 threads
         # differ at 1e-8 relative), and the automatic count follows the machine's load.
         threads = 1
-    n_threads = configure_cpu_threads(threads) if dev.type == "cpu" else None
+    n_threads = (configure_cpu_threads(threads, processes=world.local_size if world else 1)
+                 if dev.type == "cpu" else None)
+    shard = world.shard() if world is not None and distributed else None
     loss = LossSettings(crps_weight=crps_weight, energy_score_weight=energy_score_weight)
     path = resolve_checkpoint(checkpoint)
     torch.manual_seed(seed)
@@ -70,7 +78,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                          degree_axis_overrides=degree_axis, **target_options)
     result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                        batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress,
-                       other_params=other_params)
+                       other_params=other_params, shard=shard)
     adam = getattr(target, "adam_by_l", None)
     if adam is not None:
         result.adam_by_l = adam() or {}
@@ -93,6 +101,9 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
         "library_versions": library_versions(),
         "command_line": command_line if command_line is not None else list(sys.argv),
     })
+    if world is not None:
+        split = "samples: batch index % world_size" if shard is not None else f"checkpoints (this one on rank {world.rank})"
+        result.provenance["distributed"] = world.describe(split)
     if timestamp:
         result.provenance["utc_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     else:

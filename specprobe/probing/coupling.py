@@ -26,8 +26,12 @@ def loss_bands(n_degrees: int, n_bands: int) -> list[tuple[int, int]]:
 
 
 def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples=4, n_ensemble=2,
-                       batch_size=1, seed=0, n_bands=8):
-    """Summed gradients {variant: {"bands": [[per-param grad]], "full": [per-param grad]}} and metadata."""
+                       batch_size=1, seed=0, n_bands=8, shard=None):
+    """Summed gradients {variant: {"bands": [[per-param grad]], "full": [per-param grad]}} and metadata.
+
+    ``shard`` (distributed runs): this process takes the batches ``shard.takes(i)`` accepts and the
+    sums are then added over processes (the per-batch seed depends on the batch index alone).
+    """
     import torch
 
     configs: list[WhiteningConfig] = as_variants(variants)
@@ -38,6 +42,8 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
     sums = {c.name: {"bands": [[torch.zeros_like(t) for t in tensors] for _ in bands],
                      "full": [torch.zeros_like(t) for t in tensors]} for c in configs}
     for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
+        if shard is not None and not shard.takes(batch_index):
+            continue
         # A training rollout (fme --n-forward-steps) contributes each loss step with its step weight.
         steps = []
         for gen, tgt, weight in loss_steps(target, batch, n_ensemble=n_ensemble, seed=seed * 1_000_003 + batch_index):
@@ -59,6 +65,8 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
                         a += g
         # Drop this batch's graph before the next forward, so peak memory never holds two graphs.
         del gen, tgt, steps, tgt_hat, es, terms, per_l, pieces, piece, grads
+    if shard is not None:
+        shard.sum_tensors([t for s in sums.values() for group in [*s["bands"], s["full"]] for t in group])
     return sums, params, bands, n_degrees
 
 

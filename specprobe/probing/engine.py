@@ -89,8 +89,9 @@ def resolve_device(device: str):
     return dev
 
 
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Intra-op CPU threads: ``threads`` if given, else the cores not already busy (at least 1).
+def configure_cpu_threads(threads: int | None = None, *, processes: int = 1) -> int:
+    """Intra-op CPU threads: ``threads`` if given, else the cores not already busy (at least 1),
+    shared by ``processes`` probes on this machine (torchrun's ranks on one node).
 
     Why: an SFNO step is thousands of small ops, and OpenMP threads spin at every op's barrier. With
     one of two cores busy elsewhere, 2 threads made the default probe 22x slower than 1 thread
@@ -107,19 +108,23 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        n = max(1, min(cores, int(cores - busy + 0.5)))
+        n = max(1, min(cores, int(cores - busy + 0.5)) // max(processes, 1))
     torch.set_num_threads(n)
     return n
 
 
 def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
               batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
-              progress: Callable[[int, int], None] | None = None, other_params: str = "all") -> ProbeResult:
+              progress: Callable[[int, int], None] | None = None, other_params: str = "all",
+              shard=None) -> ProbeResult:
     """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point.
 
     other_params: which variants also take gradients of the non-spectral parameters (reported as
     ``other_params`` norms): "all" (default), "baseline", or "none". Skipping them makes each
     backward 22-30% cheaper (benchmarks/RESULTS.md); per-degree results are unchanged.
+    ``shard`` (distributed runs, :class:`specprobe.probing.distributed.Shard`): this process probes
+    only the batches ``shard.takes(batch_index)`` accepts, then ``shard.reduce_probe`` sums the
+    accumulators over processes, so the summary is that of all batches.
     """
     import torch
 
@@ -166,18 +171,22 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
 
     acc = _Accumulators(moments, out_grad_sq, factors, target_power, pred_power, skill_rows, spread_rows, loss_sums)
     for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
+        if shard is not None and not shard.takes(batch_index):
+            continue
         # One function call per batch: when it returns, every tensor of this batch's graph is
         # unreachable, so the next forward never runs while the previous graph is still alive
         # (it was, and peak memory held two graphs).
         n_done += _probe_batch(target, batch, batch_index, configs, params, inputs, acc, n_ensemble=n_ensemble,
                                seed=seed, loss=loss, wanted=wanted,
-                               after_forward=after_first_forward if batch_index == 0 else None)
+                               after_forward=after_first_forward if n_done == 0 else None)
         del batch
         if progress is not None:
             progress(n_done, n_samples)
-    if n_done == 0:  # no batch at all: empty accumulators, as before the lazy allocation
+    if n_done == 0:  # no batch here: empty accumulators, as before the lazy allocation
         for c in configs:
             moments[c.name] = _new_moments(params, wanted[c.name])
+    if shard is not None:
+        n_done = shard.reduce_probe(acc, n_done)
 
     # Optimizer-aware statistics from the same moments: no extra backward pass.
     settings = optimizer_settings_of(target)

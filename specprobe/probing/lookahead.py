@@ -254,10 +254,13 @@ def train_arm(target, make_optimizer, whitening, schedule, train_pool, loss: dic
 
 
 def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), settings: LookaheadSettings = LookaheadSettings(),
-                  progress=None, eval_steps=()) -> dict:
+                  progress=None, eval_steps=(), shard=None) -> dict:
     """The A/B on a loaded target and its pools; returns the JSON-able result (without file provenance).
 
-    ``eval_steps``: steps after which each arm is also scored (band values in ``arm["intermediate"]``)."""
+    ``eval_steps``: steps after which each arm is also scored (band values in ``arm["intermediate"]``).
+    ``shard`` (distributed runs): this process trains the arms ``shard.takes(i)`` accepts; every arm
+    starts from the same weights with seeds from its repeat alone, so the gathered arms are the
+    one-process arms."""
     s = settings
     configs = as_variants(variants)
     n_checked = check_disjoint(train_pool, eval_pool)
@@ -277,6 +280,8 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
     arms = []
     try:
         for i, (cfg, r) in enumerate(runs):
+            if shard is not None and not shard.takes(i):
+                continue
             module.load_state_dict(initial)
             order_seed = s.seed * 1_000_003 + r
             schedule = batch_schedule(train_pool.size, s.steps, s.batch_size, order_seed)
@@ -299,6 +304,8 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
                 progress(i + 1, len(runs))
     finally:
         module.load_state_dict(initial)
+    if shard is not None:
+        arms = shard.gather_taken(arms)
     return summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_pool, eval_pool,
                      n_checked, time.perf_counter() - started)
 
@@ -400,14 +407,17 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
     import torch
 
     from ..models.registry import load_target, resolve_checkpoint
+    from . import distributed as dist
     from .api import library_versions, sha256_of
     from .engine import configure_cpu_threads, resolve_device
 
     as_variants(variants)  # parse errors before any loading
-    dev = resolve_device(device)
+    world = dist.start(device)  # under torchrun: arms spread over the ranks
+    dev = world.device if world is not None else resolve_device(device)
     if threads is None and not timestamp:
         threads = 1  # reproducible mode: CPU reductions depend on the thread count
-    n_threads = configure_cpu_threads(threads) if dev.type == "cpu" else None
+    n_threads = (configure_cpu_threads(threads, processes=world.local_size if world is not None else 1)
+                 if dev.type == "cpu" else None)
     path = resolve_checkpoint(checkpoint)
     torch.manual_seed(settings.seed)
     target = load_target(path, device=dev, trust=trust_checkpoint, ema=ema)
@@ -424,7 +434,8 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
     t0 = time.perf_counter()
     train_pool, eval_pool = target.lookahead_pools(data, train_data, **pool_kwargs)
     data_s = time.perf_counter() - t0
-    result = run_lookahead(target, train_pool, eval_pool, variants=variants, settings=settings, progress=progress)
+    result = run_lookahead(target, train_pool, eval_pool, variants=variants, settings=settings, progress=progress,
+                           shard=world.shard() if world is not None else None)
     describe = target.describe()
     result["provenance"] = {
         "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
@@ -438,6 +449,8 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
         "library_versions": library_versions(),
         "command_line": command_line if command_line is not None else list(sys.argv),
     }
+    if world is not None:
+        result["provenance"]["distributed"] = world.describe("arms: arm i on rank i % world_size")
     if timestamp:
         result["provenance"]["utc_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         result["provenance"]["data_seconds"] = round(data_s, 3)

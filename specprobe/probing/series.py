@@ -37,9 +37,35 @@ def high_band_share(result: ProbeResult, variant: str = "baseline") -> float:
     return float(np.nansum(y[high["lo"]: high["hi"] + 1]) / np.nansum(y[1:]))
 
 
-def probe_series(paths, **probe_kwargs) -> list[tuple[Path, ProbeResult]]:
-    """Probe every checkpoint with identical data, seed and options."""
-    return [(p, probe(p, **probe_kwargs)) for p in expand_checkpoints(paths)]
+def probe_series(paths, *, on_start=None, on_result=None, **probe_kwargs) -> list[tuple[Path, ProbeResult]]:
+    """Probe every checkpoint with identical data, seed and options.
+
+    Under torchrun whole checkpoints are spread over the ranks (checkpoint i on rank
+    i % world_size, all samples there) and every rank returns every result. ``on_start(i, n,
+    path)`` is called before this process probes checkpoint i; ``on_result(i, path, result)``
+    as each result is ready in a single process (so a long series leaves files as it goes).
+    """
+    from . import distributed as dist
+
+    files = expand_checkpoints(paths)
+    world = dist.start(probe_kwargs.get("device", "auto"))
+    if world is None:
+        items = []
+        for i, p in enumerate(files):
+            if on_start is not None:
+                on_start(i, len(files), p)
+            items.append((p, probe(p, **probe_kwargs)))
+            if on_result is not None:
+                on_result(i, p, items[-1][1])
+        return items
+    shard = world.shard()
+    mine = []
+    for i, p in enumerate(files):
+        if shard.takes(i):
+            if on_start is not None:
+                on_start(i, len(files), p)
+            mine.append(probe(p, distributed=False, **probe_kwargs))
+    return list(zip(files, shard.gather_taken(mine)))
 
 
 def series_summary(items: list[tuple[Path, ProbeResult]], result_files: list[str] | None = None) -> dict:

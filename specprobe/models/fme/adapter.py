@@ -90,6 +90,23 @@ def _device_context(device):
     return torch.cuda.device(device) if device.index is not None else contextlib.nullcontext()
 
 
+def _fme_runs_whole_on_each_rank() -> None:
+    """Under torchrun, specprobe's ranks split samples (probing/distributed.py) and each rank runs
+    fme's model whole. fme would otherwise join the same process group itself and refuse to build
+    outside ``Distributed.context()``; ``FME_DISTRIBUTED_BACKEND=none`` makes its singleton
+    non-distributed (read once, at its first use). Spatial model parallelism (``model``) is not
+    supported (docs/distributed.md)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return
+    backend = os.environ.get("FME_DISTRIBUTED_BACKEND")
+    if backend not in (None, "", "none"):
+        raise SpecprobeError(f"FME_DISTRIBUTED_BACKEND={backend}: under torchrun specprobe splits samples over "
+                             "ranks and runs fme's model whole on each; unset it (see docs/distributed.md)")
+    os.environ["FME_DISTRIBUTED_BACKEND"] = "none"
+
+
 class FmeTarget:
     """ProbeTarget for an fme stepper rebuilt from a checkpoint dict."""
 
@@ -101,6 +118,7 @@ class FmeTarget:
                  n_forward_steps=None, optimize_last_step_only=None, pushforward_steps=None):
         import torch
 
+        _fme_runs_whole_on_each_rank()
         self.path = Path(path)
         self._obj = obj
         self.device = torch.device(device)
