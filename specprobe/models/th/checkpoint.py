@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ...errors import CheckpointError
