@@ -184,6 +184,27 @@ def _degree_axes(items: list[str]) -> dict | None:
     return parse_degree_axis_overrides(items)
 
 
+# Options several commands share, one definition each (typer reads them from the signature's defaults).
+def _n_forward_steps_option():
+    return typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP)
+
+
+def _last_step_option():
+    return typer.Option(None, "--optimize-last-step-only/--optimize-every-step", help=_LAST_STEP_HELP)
+
+
+def _pushforward_option():
+    return typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP)
+
+
+def _netcdf_option():
+    return typer.Option(False, "--netcdf", help=_NETCDF_HELP)
+
+
+def _wandb_option():
+    return typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP)
+
+
 def _grid_option():
     return typer.Option(None, "--grid", help="torch-harmonics state dict: the data grid the weights cannot tell, "
                         "NLATxNLON[:equiangular|legendre-gauss] (grid type default: equiangular).")
@@ -255,14 +276,13 @@ def grad_by_l(
     energy_score_weight: float = typer.Option(1.0, "--energy-score-weight"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow full unpickling (runs code!)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
-    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
-    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
-                                                           help=_LAST_STEP_HELP),
-    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    n_forward_steps: Optional[int] = _n_forward_steps_option(),
+    optimize_last_step_only: Optional[bool] = _last_step_option(),
+    pushforward_steps: Optional[int] = _pushforward_option(),
     grid: Optional[str] = _grid_option(),
     scale_factor: Optional[int] = _scale_factor_option(),
-    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
-    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
+    netcdf: bool = _netcdf_option(),
+    wandb_project: Optional[str] = _wandb_option(),
     other_params: str = typer.Option("all", "--other-params", help="Variants that also differentiate the "
                                      "non-spectral parameters: all, baseline or none (faster; per-degree results unchanged)."),
 ):
@@ -415,14 +435,13 @@ def sweep(
     ema: bool = typer.Option(False, "--ema"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
-    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
-    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
-                                                           help=_LAST_STEP_HELP),
-    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    n_forward_steps: Optional[int] = _n_forward_steps_option(),
+    optimize_last_step_only: Optional[bool] = _last_step_option(),
+    pushforward_steps: Optional[int] = _pushforward_option(),
     grid: Optional[str] = _grid_option(),
     scale_factor: Optional[int] = _scale_factor_option(),
-    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
-    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
+    netcdf: bool = _netcdf_option(),
+    wandb_project: Optional[str] = _wandb_option(),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -474,14 +493,13 @@ def coupling(
     fmt: str = typer.Option("png", "--format"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
-    n_forward_steps: Optional[int] = typer.Option(None, "--n-forward-steps", help=_N_FORWARD_STEPS_HELP),
-    optimize_last_step_only: Optional[bool] = typer.Option(None, "--optimize-last-step-only/--optimize-every-step",
-                                                           help=_LAST_STEP_HELP),
-    pushforward_steps: Optional[int] = typer.Option(None, "--pushforward-steps", help=_PUSHFORWARD_HELP),
+    n_forward_steps: Optional[int] = _n_forward_steps_option(),
+    optimize_last_step_only: Optional[bool] = _last_step_option(),
+    pushforward_steps: Optional[int] = _pushforward_option(),
     grid: Optional[str] = _grid_option(),
     scale_factor: Optional[int] = _scale_factor_option(),
-    netcdf: bool = typer.Option(False, "--netcdf", help=_NETCDF_HELP),
-    wandb_project: Optional[str] = typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP),
+    netcdf: bool = _netcdf_option(),
+    wandb_project: Optional[str] = _wandb_option(),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
