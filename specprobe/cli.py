@@ -663,5 +663,8 @@ def main():
         else:
             raise
     finally:
-        dist.shutdown()
-    sys.exit(code if isinstance(code, int) else 0)
+        multi_rank = dist.shutdown()
+    code = code if isinstance(code, int) else 0
+    if multi_rank:
+        dist.exit_rank(code)
+    sys.exit(code)
