@@ -14,6 +14,7 @@ import functools
 import pathlib
 
 import numpy as np
+import pytest
 
 NLAT, NLON = 16, 32
 IN_NAMES = ["h", "u", "f"]  # f: a forcing
@@ -199,3 +200,17 @@ def trained_run(base: str) -> pathlib.Path:
     with one_thread():
         fme_train(str(yaml_path))
     return base / "exp"
+
+
+# Fixtures of the modules that probe the run fme's own trainer wrote; a module takes them with
+# an import of both names (see tests/test_lookahead_fme.py).
+@pytest.fixture(scope="module", autouse=True)
+def threads_for_module():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The trained run directory (built once per session: ``trained_run`` caches it)."""
+    return trained_run(str(tmp_path_factory.getbasetemp() / "fme_trained"))

@@ -22,7 +22,8 @@ from conftest import require
 
 require("fme")
 
-from fme_fixtures import IN_NAMES, OUT_NAMES, one_thread, trained_run, write_netcdf  # noqa: E402
+from fme_fixtures import IN_NAMES, OUT_NAMES, write_netcdf  # noqa: E402
+from fme_fixtures import run, threads_for_module  # noqa: E402, F401 - pytest fixtures
 from specprobe.errors import DataError  # noqa: E402
 from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
 from specprobe.models.fme.quiet import EARTH2GRID_NOTICE  # noqa: E402
@@ -30,17 +31,6 @@ from specprobe.models.fme.quiet import EARTH2GRID_NOTICE  # noqa: E402
 pytestmark = pytest.mark.oracle
 ALL_NAMES = sorted(set(IN_NAMES) | set(OUT_NAMES))
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(str(tmp_path_factory.getbasetemp() / "fme_trained"))
 
 
 @pytest.fixture(scope="module")

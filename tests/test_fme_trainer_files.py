@@ -16,11 +16,10 @@ from fme_fixtures import (  # noqa: E402
     OUT_NAMES,
     TRAIN_LOSS,
     build_stepper,
-    one_thread,
     save_current,
-    trained_run,
     write_netcdf,
 )
+from fme_fixtures import run, threads_for_module  # noqa: E402, F401 - pytest fixtures
 from specprobe.errors import CheckpointError, DataError  # noqa: E402
 from specprobe.models.fme.adapter import adam_by_l, load_fme_target  # noqa: E402
 from specprobe.models.fme.describe import describe_fme_checkpoint  # noqa: E402
@@ -29,17 +28,6 @@ from specprobe.spectral import WhiteningConfig, energy_score_loss  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 ALL_NAMES = sorted(set(IN_NAMES) | set(OUT_NAMES))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(str(tmp_path_factory.getbasetemp() / "fme_trained"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from conftest import require
 
 require("fme")
 
-from fme_fixtures import TRAIN_LOSS, one_thread, trained_run  # noqa: E402
+from fme_fixtures import TRAIN_LOSS  # noqa: E402
+from fme_fixtures import run, threads_for_module  # noqa: E402, F401 - pytest fixtures
 from specprobe.errors import DataError  # noqa: E402
 from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
 from specprobe.models.safe_load import load_checkpoint_file  # noqa: E402
@@ -25,17 +26,6 @@ from specprobe.probing.lookahead import (  # noqa: E402
 from specprobe.spectral import WhiteningConfig  # noqa: E402
 
 pytestmark = pytest.mark.oracle
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(str(tmp_path_factory.getbasetemp() / "fme_trained"))
 
 
 def test_one_lookahead_step_is_fmes_train_on_batch(run):

@@ -37,25 +37,6 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 def atomic_write_with(path, write) -> Path:
     """For writers that want a file name (netCDF): ``write(tmp)`` fills a temporary file beside
     ``path``, which is then synced and renamed over it."""
@@ -75,6 +56,10 @@ def atomic_write_with(path, write) -> Path:
             pass
         raise
     return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path, text: str) -> Path:

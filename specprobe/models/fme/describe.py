@@ -257,27 +257,17 @@ def training_loss_config(obj, path=None) -> tuple[dict | None, str]:
     cfg = obj["stepper"]["config"]
     if isinstance(cfg.get("loss"), Mapping):
         return dict(cfg["loss"]), "checkpoint (legacy stepper config)"
-    if path is None:
-        return None, "not stored in current-format checkpoints"
-    p = Path(path).resolve()
-    yaml_path = p.parent.parent / "config.yaml"
-    if p.parent.name != "training_checkpoints" or not yaml_path.is_file():
-        return None, "not stored in current-format checkpoints (no training config.yaml next to training_checkpoints/)"
-    try:
-        import yaml
-
-        with open(yaml_path) as f:
-            data = yaml.safe_load(f)
-    except Exception as e:  # noqa: BLE001 - a broken side file must not break `info`
-        return None, f"{yaml_path}: unreadable ({type(e).__name__})"
-    training = (data or {}).get("stepper_training") or {}
+    data, where = _training_yaml(path)
+    if data is None:
+        return None, where if "unreadable" in where else f"not stored in current-format checkpoints ({where})"
+    training = data.get("stepper_training") or {}
     loss = training.get("loss")
     if not isinstance(loss, Mapping):
-        return None, f"{yaml_path}: no stepper_training.loss (fme default: MSE)"
+        return None, f"{where}: no stepper_training.loss (fme default: MSE)"
     out = dict(loss)
     if "n_ensemble" in training:
         out["n_ensemble"] = training["n_ensemble"]
-    return out, str(yaml_path)
+    return out, where
 
 
 def describe_fme_checkpoint(obj, path=None, *, degree_axis_overrides: Mapping[str, int | None] | None = None) -> dict:
