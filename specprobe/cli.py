@@ -175,6 +175,21 @@ def _publish(view, out_dir: Path, nc_name: str, netcdf: bool, wandb_project: Opt
     return written
 
 
+def _moment_elements(text: str) -> int | None:
+    """``--moment-elements N|all``: None keeps every element's second moment."""
+    from .errors import SpecprobeError
+
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise SpecprobeError(f"--moment-elements: expected an integer >= 2 or 'all', got {text!r}")
+    return n
+
+
 def _degree_axes(items: list[str]) -> dict | None:
     """``--degree-axis PATTERN=AXIS`` (AXIS an integer, or ``none`` for "not per-degree")."""
     if not items:
@@ -285,6 +300,10 @@ def grad_by_l(
     wandb_project: Optional[str] = _wandb_option(),
     other_params: str = typer.Option("all", "--other-params", help="Variants that also differentiate the "
                                      "non-spectral parameters: all, baseline or none (faster; per-degree results unchanged)."),
+    moment_elements: str = typer.Option("4096", "--moment-elements", help="Elements per degree and parameter that "
+                                        "keep a per-element variance for GSNR and Adam steps; larger filters use a "
+                                        "seeded sample and report standard errors. 'all': exact, 4 more bytes per "
+                                        "element per variant."),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
@@ -297,6 +316,7 @@ def grad_by_l(
     from .probing.engine import as_variants
 
     as_variants(variants)  # parse errors before any loading
+    moments = _moment_elements(moment_elements)
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     paths = list(checkpoints or [None])
@@ -305,6 +325,7 @@ def grad_by_l(
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp, threads=threads, other_params=other_params,
+                        moment_elements=moments,
                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
                         **_model_options(grid, scale_factor))

@@ -22,12 +22,16 @@ class GradientMoments:
     parameter a variant differentiates, because the optimizer view reports the steady-state Adam step
     of the non-spectral groups too.
 
+    ``sample`` (an :class:`~specprobe.probing.sampling.ElementSample` of a per-degree parameter) keeps
+    the second moment only at the sampled elements: the mean stays exact everywhere, and GSNR and
+    Adam-step means per degree become estimates with a standard error (``probing/sampling.py``).
+
     Distributed use: :meth:`reducible_state` gives plain tensors whose element-wise sum over
     processes (e.g. ``torch.distributed.all_reduce``) is the state of all samples together;
     :meth:`load_reduced` turns that sum back into a running state.
     """
 
-    def __init__(self, like, degree_axis: int | None, *, second_moment: bool | None = None):
+    def __init__(self, like, degree_axis: int | None, *, second_moment: bool | None = None, sample=None):
         import torch
 
         self.degree_axis = degree_axis
@@ -36,7 +40,13 @@ class GradientMoments:
         dtype = torch.promote_types(real.dtype, torch.float32)
         self._mean = torch.zeros(real.shape, dtype=dtype, device=like.device)
         keep = degree_axis is not None if second_moment is None else second_moment
-        self._m2 = torch.zeros_like(self._mean) if keep else None
+        self.sample = sample if keep and sample is not None and not sample.complete else None
+        if self.sample is not None:
+            if degree_axis is None or tuple(self._mean.shape) != self.sample.shape:
+                raise ValueError("sample: expected an ElementSample of this per-degree parameter's real shape")
+            self._m2 = torch.zeros(self.sample.index.shape, dtype=dtype, device=like.device)
+        else:
+            self._m2 = torch.zeros_like(self._mean) if keep else None
         self.count = 0
         self.nonfinite = 0
 
@@ -54,7 +64,10 @@ class GradientMoments:
         self.count += 1
         delta = g - self._mean
         self._mean.add_(delta, alpha=1.0 / self.count)
-        if self._m2 is not None:
+        if self.sample is not None:
+            take = self.sample.take
+            self._m2.addcmul_(take(delta.reshape(-1)), take(g.reshape(-1)) - take(self._mean.reshape(-1)))
+        elif self._m2 is not None:
             self._m2.addcmul_(delta, g - self._mean)
 
     def _degree_view(self, t):
@@ -79,6 +92,9 @@ class GradientMoments:
 
         if self._m2 is None:
             raise ValueError("mean_square: this accumulator keeps the mean only (second_moment=False)")
+        if self.sample is not None:
+            raise ValueError("mean_square: this accumulator keeps the second moment of sampled elements only; "
+                             "use moment_rows()")
         mean = self._mean.to(torch.float64)
         return self._m2.to(torch.float64) / max(self.count, 1) + mean * mean
 
@@ -93,20 +109,48 @@ class GradientMoments:
     def norm_of_mean(self) -> float:
         return float(self.mean().norm())
 
-    def gsnr_sums_by_degree(self):
-        """Per degree: (sum over elements of mean^2/var, number of elements with var > 0)."""
+    def moment_rows(self):
+        """Per-degree rows of the elements that keep a second moment: (mean, M2, population), float64
+        tensors of shape (n_degrees, n) and the number of elements per degree. n = population unless
+        the accumulator samples elements; M2 is the sum of squared deviations over the samples."""
+        import torch
+
+        if self._m2 is None or self.degree_axis is None:
+            raise ValueError("moment_rows: expected a per-degree accumulator with a second moment")
+        mean = self._mean.to(torch.float64)
+        if self.sample is not None:
+            return self.sample.take(mean.reshape(-1)), self._m2.to(torch.float64), self.sample.population
+        axis = self._degree_view(mean)
+        rows = degree_slices(mean, axis)
+        return rows, degree_slices(self._m2.to(torch.float64), axis), rows.shape[1]
+
+    def gsnr_rows(self):
+        """Per-degree rows (gsnr, ok, population): mean^2 / unbiased variance where the variance is > 0
+        (ok = 1), else 0 (ok = 0); None with fewer than 2 samples or no second moment."""
         import torch
 
         n = self.count
-        if n < 2 or self._m2 is None:
+        if n < 2 or self._m2 is None or self.degree_axis is None:
             return None
-        mean = self.mean()
-        var = self._m2.to(torch.float64).clamp_min(0) / (n - 1)
+        mean, m2, population = self.moment_rows()
+        var = m2.clamp_min(0) / (n - 1)
         ok = var > 0
         gsnr = torch.where(ok, mean * mean / torch.where(ok, var, 1.0), 0.0)
-        axis = self._degree_view(gsnr)
-        return (degree_slices(gsnr, axis).sum(dim=1).cpu().numpy(),
-                degree_slices(ok.double(), axis).sum(dim=1).cpu().numpy())
+        return gsnr, ok.double(), population
+
+    def adam_step_rows(self, eps: float):
+        """Per-degree rows (|E g| / (sqrt(E g^2) + eps), population) at the elements with a second moment."""
+        mean, m2, population = self.moment_rows()
+        mean_square = m2 / max(self.count, 1) + mean * mean
+        return mean.abs() / (mean_square.clamp_min(0).sqrt() + eps), population
+
+    def gsnr_sums_by_degree(self):
+        """Per degree: (sum of mean^2/var, number of elements with var > 0) over the kept elements."""
+        rows = self.gsnr_rows()
+        if rows is None:
+            return None
+        gsnr, ok, _ = rows
+        return gsnr.sum(dim=1).cpu().numpy(), ok.sum(dim=1).cpu().numpy()
 
     # ------------------------------------------------------------------ distributed reduction
     def reducible_state(self) -> dict:
@@ -119,7 +163,8 @@ class GradientMoments:
                  "nonfinite": torch.tensor(float(self.nonfinite), dtype=torch.float64, device=mean.device),
                  "sum": mean * self.count}
         if self._m2 is not None:
-            state["sum_sq"] = self._m2.to(torch.float64) + self.count * mean * mean
+            kept = self.sample.take(mean.reshape(-1)) if self.sample is not None else mean
+            state["sum_sq"] = self._m2.to(torch.float64) + self.count * kept * kept
         return state
 
     def load_reduced(self, state: dict) -> None:
@@ -132,7 +177,8 @@ class GradientMoments:
         self._mean.copy_(mean)
         if self._m2 is not None:
             # float64 here: sum_sq - n*mean^2 cancels, and this runs once, not per sample.
-            self._m2.copy_((state["sum_sq"].to(torch.float64) - n * mean * mean).clamp_min(0))
+            kept = self.sample.take(mean.reshape(-1)) if self.sample is not None else mean
+            self._m2.copy_((state["sum_sq"].to(torch.float64) - n * kept * kept).clamp_min(0))
 
 
 class SampleCollector:

@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from .engine import LossSettings, configure_cpu_threads, resolve_device, run_probe
+from .engine import DEFAULT_MOMENT_ELEMENTS, LossSettings, configure_cpu_threads, resolve_device, run_probe
 from .result import ProbeResult
 
 
@@ -41,7 +41,8 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
           crps_weight: float = 0.0, energy_score_weight: float = 1.0, ema: bool = False,
           trust_checkpoint: bool = False, degree_axis: dict | None = None, progress=None,
           command_line: list[str] | None = None, timestamp: bool = True, threads: int | None = None,
-          other_params: str = "all", distributed: bool = True, **target_options) -> ProbeResult:
+          other_params: str = "all", moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS,
+          distributed: bool = True, **target_options) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
@@ -52,6 +53,10 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     state dict whose weights do not tell them. fme: ``n_forward_steps=K`` probes the loss of fme's K-step
     training rollout (with ``optimize_last_step_only``, ``pushforward_steps``; default: the run's training
     config), ``labels``, ``loss_weights``, ``time_start``, ``time_stop``.
+
+    moment_elements: per-degree parameters with more elements per degree keep per-element second
+    moments (GSNR, Adam step) at a seeded sample of this many columns, with standard errors in the
+    result; None keeps them everywhere (exact; 4 more bytes per element per variant).
 
     Under torchrun (``distributed=True``, the default) the samples are split over the ranks and
     every rank returns the same result, that of all samples; ``distributed=False`` probes all
@@ -78,7 +83,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                          degree_axis_overrides=degree_axis, **target_options)
     result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                        batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress,
-                       other_params=other_params, shard=shard)
+                       other_params=other_params, shard=shard, moment_elements=moment_elements)
     adam = getattr(target, "adam_by_l", None)
     if adam is not None:
         result.adam_by_l = adam() or {}
@@ -94,6 +99,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
         "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
                     "cpu_threads": n_threads, "other_params": other_params,
+                    "moment_elements": moment_elements if moment_elements is not None else "all",
                     **{k: v for k, v in target_options.items() if v is not None}},
         "seed": seed,
         "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},

@@ -36,6 +36,13 @@ from .accumulate import GradientMoments, SampleCollector, percentile_summary, rs
 from .memory import GraphSizer, check_fits
 from .optstats import band_summary, optimizer_settings_of, optimizer_view
 from .result import ProbeResult
+from .sampling import ElementSample, StratifiedMean
+
+# Elements per degree and parameter that keep a per-element second moment (GSNR, Adam step). Larger
+# parameters keep it at a seeded sample of this many columns and report standard errors; the bundled
+# and test models (at most 2 048 per degree) stay exact. At ACE scale (embed 256: 131 072 per degree)
+# this cuts a variant's accumulators from 8 to ~4.1 bytes per element (benchmarks/RESULTS.md).
+DEFAULT_MOMENT_ELEMENTS = 4096
 
 
 @dataclass(frozen=True)
@@ -116,12 +123,16 @@ def configure_cpu_threads(threads: int | None = None, *, processes: int = 1) -> 
 def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
               batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
               progress: Callable[[int, int], None] | None = None, other_params: str = "all",
-              shard=None) -> ProbeResult:
+              shard=None, moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS) -> ProbeResult:
     """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point.
 
     other_params: which variants also take gradients of the non-spectral parameters (reported as
     ``other_params`` norms): "all" (default), "baseline", or "none". Skipping them makes each
     backward 22-30% cheaper (benchmarks/RESULTS.md); per-degree results are unchanged.
+    moment_elements: per-degree parameters with more elements per degree than this keep the
+    per-element second moment (GSNR, steady-state Adam step) at a seeded sample of that many columns
+    (the same at every degree and in every variant); None keeps it everywhere (exact, 4 more bytes per
+    element per variant). Means, gradient norms, cosines and switch steps are always exact.
     ``shard`` (distributed runs, :class:`specprobe.probing.distributed.Shard`): this process probes
     only the batches ``shard.takes(batch_index)`` accepts, then ``shard.reduce_probe`` sums the
     accumulators over processes, so the summary is that of all batches.
@@ -131,7 +142,10 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     if other_params not in ("all", "baseline", "none"):
         raise ValueError(f"other_params: expected 'all', 'baseline' or 'none', got {other_params!r}")
 
-    for name, value, lo in (("n_samples", n_samples, 1), ("n_ensemble", n_ensemble, 1), ("batch_size", batch_size, 1)):
+    checks = [("n_samples", n_samples, 1), ("n_ensemble", n_ensemble, 1), ("batch_size", batch_size, 1)]
+    if moment_elements is not None:
+        checks.append(("moment_elements", moment_elements, 2))
+    for name, value, lo in checks:
         if not isinstance(value, int) or value < lo:
             raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
     configs = as_variants(variants)
@@ -152,14 +166,16 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     inputs = [p.tensor for p in params]
 
     device = params[0].tensor.device
-    sizes = dict(device=device, params=params, n_variants=len(configs), batch_size=batch_size, n_ensemble=n_ensemble)
+    samples = element_samples(params, moment_elements, seed)
+    sizes = dict(device=device, params=params, n_variants=len(configs), batch_size=batch_size, n_ensemble=n_ensemble,
+                 samples=samples)
     check_fits(**sizes)  # accumulators and gradients are known before any forward
     moments = {c.name: [] for c in configs}  # filled once the first graph's size has been checked
 
     def after_first_forward(graph_bytes: int) -> None:
         check_fits(**sizes, graph_bytes=graph_bytes)
         for c in configs:
-            moments[c.name] = _new_moments(params, wanted[c.name])
+            moments[c.name] = _new_moments(params, wanted[c.name], samples)
 
     out_grad_sq = {c.name: None for c in configs}
     factors = {c.name: SampleCollector() for c in configs if c.kind != "none"}
@@ -184,7 +200,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
             progress(n_done, n_samples)
     if n_done == 0:  # no batch here: empty accumulators, as before the lazy allocation
         for c in configs:
-            moments[c.name] = _new_moments(params, wanted[c.name])
+            moments[c.name] = _new_moments(params, wanted[c.name], samples)
     if shard is not None:
         n_done = shard.reduce_probe(acc, n_done)
 
@@ -195,17 +211,46 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     opt_view = optimizer_view(configs, params, moments, n_degrees, settings, state)
     return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                       skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
-                      elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view)
+                      elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view,
+                      sampling=_sampling_provenance(params, samples, moment_elements, seed))
 
 
-def _new_moments(params, wanted: list[int]) -> list:
+def element_samples(params, per_degree: int | None, seed: int) -> dict:
+    """{parameter index: ElementSample} for the per-degree parameters with more than ``per_degree``
+    elements per degree (their second moments are sampled); empty for None (exact everywhere)."""
+    import torch
+
+    out = {}
+    if per_degree is None:
+        return out
+    for i, p in enumerate(params):
+        if not p.per_degree:
+            continue
+        real = torch.view_as_real(p.tensor.detach()) if p.tensor.is_complex() else p.tensor
+        axis = p.degree_axis - 1 if p.tensor.is_complex() and p.degree_axis < 0 else p.degree_axis
+        sample = ElementSample(real.shape, axis, per_degree, seed=seed * 1_000_003 + i)
+        if not sample.complete:
+            out[i] = sample.to(p.tensor.device)
+    return out
+
+
+def _sampling_provenance(params, samples: dict, per_degree: int | None, seed: int) -> dict:
+    return {"elements_per_degree": per_degree, "seed": seed,
+            "sampled_parameters": {params[i].name: {"sampled": s.n, "of": s.population} for i, s in samples.items()},
+            "estimator": "stratified ratio estimator over (parameter, degree) strata, sampling without replacement "
+                         "(specprobe/probing/sampling.py); standard errors in gsnr_stderr_by_l and "
+                         "adam_step_by_l[variant]['stderr']"}
+
+
+def _new_moments(params, wanted: list[int], samples: dict) -> list:
     """Per parameter: mean and spread of the per-sample gradients where the variant differentiates it.
 
     Non-spectral parameters keep their spread too: the optimizer view reports their steady-state Adam
     step (shared weights are where whitening re-aims updates most); they are a small share of an SFNO's
-    parameters next to the per-degree filters."""
+    parameters next to the per-degree filters. Large per-degree parameters keep it at ``samples``."""
     keep = set(wanted)
-    return [GradientMoments(p.tensor, p.degree_axis, second_moment=i in keep) for i, p in enumerate(params)]
+    return [GradientMoments(p.tensor, p.degree_axis, second_moment=i in keep, sample=samples.get(i))
+            for i, p in enumerate(params)]
 
 
 @dataclass
@@ -292,13 +337,14 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
 
 def _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees, *, elapsed, loss,
-               opt_view) -> ProbeResult:
+               opt_view, sampling) -> ProbeResult:
     channels = list(target.channel_names)
     degrees = list(range(n_degrees))
     grad_by_l, gsnr_by_l, layer_stats, other, nonfinite, stats, out_grad = {}, {}, {}, {}, {}, {}, {}
+    gsnr_stderr = {}
     for cfg in configs:
         name = cfg.name
-        layers, curves_full, gsnr_sum, gsnr_n = {}, [], np.zeros(n_degrees), np.zeros(n_degrees)
+        layers, curves_full, gsnr_mean = {}, [], StratifiedMean(n_degrees)
         other[name], nonfinite[name], layer_stats[name] = {}, {}, {}
         for p, acc in zip(params, moments[name]):
             if acc.nonfinite:
@@ -310,10 +356,9 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
             curve = acc.mean_grad_by_degree()
             if len(curve) == n_degrees:
                 curves_full.append(curve)
-                sums = acc.gsnr_sums_by_degree()
-                if sums is not None:
-                    gsnr_sum += sums[0]
-                    gsnr_n += sums[1]
+                rows = acc.gsnr_rows()
+                if rows is not None:
+                    gsnr_mean.add(rows[0], rows[2], z_rows=rows[1])
             shown = curve.astype(float).copy()
             if p.l0_bypassed:
                 shown[0] = math.nan  # zero by design, not a finding
@@ -324,9 +369,9 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
         if all(p.l0_bypassed for p in params if p.per_degree and p.n_degrees == n_degrees):
             total[0] = math.nan
         grad_by_l[name] = {"total": total.tolist(), "layers": layers}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gsnr = np.where(gsnr_n > 0, gsnr_sum / np.maximum(gsnr_n, 1), math.nan) if n_done >= 2 else None
+        gsnr = gsnr_mean.mean() if n_done >= 2 else None
         gsnr_by_l[name] = gsnr.tolist() if gsnr is not None else []
+        gsnr_stderr[name] = gsnr_mean.stderr().tolist() if gsnr is not None else []
         out_grad[name] = (np.sqrt(out_grad_sq[name].cpu().numpy()) / max(n_done, 1)).tolist()
         st = curve_stats(total, band_list)
         st["gsnr_band_median"] = ({b.name: float(np.nanmedian(gsnr[b.lo:b.hi + 1])) if np.isfinite(gsnr[b.lo:b.hi + 1]).any() else math.nan
@@ -361,6 +406,7 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
         "spectral_parameters": [p.describe() for p in params if p.per_degree],
         "n_samples_probed": n_done,
         "elapsed_s": round(elapsed, 3),
+        "moment_sampling": sampling,
     })
     return ProbeResult(
         provenance=provenance,
@@ -370,6 +416,7 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
         variants=[{"name": c.name, "whitening": c.to_dict()} for c in configs],
         grad_by_l=grad_by_l,
         gsnr_by_l=gsnr_by_l,
+        gsnr_stderr_by_l=gsnr_stderr,
         output_grad_by_l=out_grad,
         whitening_factor_by_l=factor_by_l,
         target_power_by_l={ch: tp[:, i].mean(axis=0).tolist() for i, ch in enumerate(channels)},

@@ -2,8 +2,8 @@
 
 What a probe adds to memory once the checkpoint is loaded (weights and transform tables are then
 already resident, so the free memory reported after loading excludes them):
-  accumulators  K variants x (8 bytes per float32 element of a per-degree parameter: Welford mean
-                and M2; 4 for the other parameters: the mean only)
+  accumulators  K variants x (8 bytes per float32 element: Welford mean and M2; for a per-degree
+                parameter whose M2 is kept at sampled elements only, 4 bytes plus 4 per sampled one)
   gradients     one set of parameter gradients (a backward's output)
   graph         what the first batch's forward leaves allocated (no extra forward: the real one is
                 measured), times a backward factor: a backward holds the graph plus the gradients of
@@ -40,13 +40,20 @@ def memory_limit_bytes(device) -> int:
     return available_bytes(device)
 
 
-def accumulator_bytes(params, n_variants: int) -> int:
-    total = 0
-    for p in params:
+def accumulator_bytes(params, n_variants: int, samples: dict | None = None) -> int:
+    """Bytes of K variants' accumulators: a float32-or-wider mean per element, and the second moment
+    at every element or, for a parameter in ``samples`` ({index: ElementSample}), at its sampled
+    ones; plus the sample indices, which every variant shares."""
+    total, shared = 0, 0
+    for i, p in enumerate(params):
         elements = p.tensor.numel() * (2 if p.tensor.is_complex() else 1)
         width = max(p.tensor.element_size() // (2 if p.tensor.is_complex() else 1), 4)
-        total += elements * width * 2  # mean and spread (the optimizer view needs every parameter's)
-    return total * n_variants
+        sample = (samples or {}).get(i)
+        kept = sample.index.numel() if sample is not None else elements
+        total += (elements + kept) * width  # mean, and the spread (the optimizer view needs every parameter's)
+        if sample is not None:
+            shared += sample.index.numel() * sample.index.element_size()
+    return total * n_variants + shared
 
 
 def gradient_bytes(params) -> int:
@@ -80,9 +87,10 @@ class GraphSizer:
         self.bytes = max(self._now() - self._start, 0)
 
 
-def check_fits(*, device, params, n_variants: int, batch_size: int, n_ensemble: int, graph_bytes: int | None = None) -> None:
+def check_fits(*, device, params, n_variants: int, batch_size: int, n_ensemble: int, graph_bytes: int | None = None,
+               samples: dict | None = None) -> None:
     """Raise SpecprobeError (one line, with options) if the probe's estimate exceeds the free memory."""
-    parts = {"accumulators": accumulator_bytes(params, n_variants), "gradients": gradient_bytes(params)}
+    parts = {"accumulators": accumulator_bytes(params, n_variants, samples), "gradients": gradient_bytes(params)}
     if graph_bytes is not None:
         parts["backward"] = int(BACKWARD_FACTOR * graph_bytes)
     need, free = sum(parts.values()), memory_limit_bytes(device)
@@ -90,7 +98,8 @@ def check_fits(*, device, params, n_variants: int, batch_size: int, n_ensemble: 
         return
     where = "GPU memory" if str(device).startswith("cuda") else "RAM"
     detail = ", ".join(f"{k} {_size(v)}" for k, v in parts.items())
-    options = [f"fewer variants (each adds {_size(parts['accumulators'] // n_variants)})"]
+    options = [f"fewer variants (each adds {_size(parts['accumulators'] // n_variants)})",
+               "--moment-elements 1024 (variances at fewer elements)"]
     if batch_size > 1:
         options.insert(0, "--batch-size 1")
     if n_ensemble > 2:

@@ -23,6 +23,7 @@ import re
 import numpy as np
 
 from ..models.base import OptimizerSettings
+from .sampling import StratifiedMean
 
 FADE_FRACTION = 0.1
 
@@ -81,21 +82,22 @@ def fade_steps(beta2: float, fraction: float = FADE_FRACTION) -> dict:
 
 
 class _Sums:
-    """Per-degree (or one-bin) running sums: dot, |a|^2, |b|^2, sum of steps, element count."""
+    """Per-degree (or one-bin) running sums: dot, |a|^2, |b|^2 (direction cosine), and the mean step
+    (a :class:`StratifiedMean`: exact when every element keeps a second moment, else an estimate)."""
 
     def __init__(self, n: int):
         self.dot, self.aa, self.bb = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.step, self.count = np.zeros(n), np.zeros(n)
+        self.steps = StratifiedMean(n)
 
-    def add(self, rows_a, rows_b, rows_step, keep=None) -> None:
-        vals = [(rows_a * rows_b).sum(1), (rows_a * rows_a).sum(1), (rows_b * rows_b).sum(1), rows_step.sum(1),
-                rows_a.new_full((rows_a.shape[0],), rows_a.shape[1])]
+    def add(self, rows_a, rows_b, rows_step, population: int | None = None, keep=None) -> None:
+        vals = [(rows_a * rows_b).sum(1), (rows_a * rows_a).sum(1), (rows_b * rows_b).sum(1)]
         vals = [v.cpu().numpy() for v in vals]
         if keep is not None:
             vals = [v * keep for v in vals]
         n = len(vals[0])
-        for mine, v in zip((self.dot, self.aa, self.bb, self.step, self.count), vals):
+        for mine, v in zip((self.dot, self.aa, self.bb), vals):
             mine[:n] += v
+        self.steps.add(rows_step, rows_step.shape[1] if population is None else population, keep=keep)
 
     def cosine(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -103,8 +105,7 @@ class _Sums:
             return np.where(den > 0, self.dot / np.where(den > 0, den, 1.0), math.nan)
 
     def mean_step(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.step / np.maximum(self.count, 1), math.nan)
+        return self.steps.mean()
 
 
 def _rows(t, axis):
@@ -151,26 +152,29 @@ def optimizer_view(configs, params, moments, n_degrees: int, settings: Optimizer
             if acc.count == 0 or base_acc.count == 0:
                 continue  # a variant that did not differentiate this parameter (--other-params)
             mean = base_mean if v == "baseline" else acc.mean()
-            step = (adam_step_elements(mean, acc.mean_square(), settings.eps) if acc.has_second_moment
-                    else torch.full_like(mean, math.nan))
             if p.per_degree:
-                ra, rb, rs = _rows(mean, axis), _rows(base_mean, axis), _rows(step, axis)
+                ra, rb = _rows(mean, axis), _rows(base_mean, axis)
+                # The step needs E g^2: at every element, or at the sampled ones (then an estimate).
+                rs, population = (acc.adam_step_rows(settings.eps) if acc.has_second_moment
+                                  else (torch.full_like(ra, math.nan), ra.shape[1]))
                 full = ra.shape[0] == n_degrees
                 keep = None
                 if p.l0_bypassed:
                     keep = np.ones(ra.shape[0])
                     keep[0] = 0.0  # zero by design: not part of the l = 0 statistics
                 layer[v][p.name] = _Sums(ra.shape[0])
-                layer[v][p.name].add(ra, rb, rs)
+                layer[v][p.name].add(ra, rb, rs, population)
                 if full:
-                    spec[v].add(ra, rb, rs, keep)
+                    spec[v].add(ra, rb, rs, population, keep)
                 if st is not None:
                     ru = _rows(switch_step_elements(mean, st["exp_avg_sq"], st["step"], st["beta2"], st["eps"]).abs(), axis)
                     switch_layer[v][p.name] = _Sums(ra.shape[0])
                     switch_layer[v][p.name].add(ra, rb, ru)
                     if full:
-                        switch_total[v].add(ra, rb, ru, keep)
+                        switch_total[v].add(ra, rb, ru, keep=keep)
             else:
+                step = (adam_step_elements(mean, acc.mean_square(), settings.eps) if acc.has_second_moment
+                        else torch.full_like(mean, math.nan))
                 for g in (parameter_group(p.name), "all"):
                     groups[v].setdefault(g, _Sums(1)).add(_one_row(mean), _one_row(base_mean), _one_row(step))
     return _assemble(names, params, spec, layer, groups, switch_total, switch_layer, settings, state)
@@ -198,7 +202,9 @@ def _assemble(names, params, spec, layer, groups, switch_total, switch_layer, se
                      "groups": {g: float(s.cosine()[0]) for g, s in groups[v].items()}}
         adam[v] = {"total": spec[v].mean_step().tolist(),
                    "layers": {n: _bypass(s.mean_step(), bypassed[n]) for n, s in layer[v].items()},
-                   "groups": {g: float(s.mean_step()[0]) for g, s in groups[v].items()}}
+                   "groups": {g: float(s.mean_step()[0]) for g, s in groups[v].items()},
+                   # 0 where every element keeps its second moment; else the sampling error (probing/sampling.py)
+                   "stderr": {"total": spec[v].steps.stderr().tolist()}}
     for v in names:
         base = adam["baseline"]
         adam[v]["ratio"] = {"total": _ratio_curve(adam[v]["total"], base["total"]),

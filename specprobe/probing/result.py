@@ -19,7 +19,10 @@ CONVENTIONS = {
                      "(all other axes, incl. re/im) of the gradient of the mean loss over all probed samples; "
                      "'total' is the root-sum-square over the per-degree parameters",
     "gsnr": "per element: mean^2 / variance (unbiased) of per-sample gradients; averaged over every element at "
-            "degree l of every per-degree parameter (elements with zero variance left out)",
+            "degree l of every per-degree parameter (elements with zero variance left out). Parameters with more "
+            "elements per degree than provenance moment_sampling.elements_per_degree keep per-element variances "
+            "at a seeded sample of columns only: the average is then an estimate, with its standard error in "
+            "gsnr_stderr_by_l (0 where exact); the same holds for adam_step (adam_step_by_l[v]['stderr'])",
     "output_grad": "per degree l: L2 norm over (sample, member, channel, m) of d loss / d gen_hat",
     "wavelength_km": "2 pi R / sqrt(l (l + 1)), R = 6371 km",
     "whitening_factor": "fme SpectralWhitening.factor per (sample, channel, l): mean, 10th and 90th percentile over samples",
@@ -89,6 +92,8 @@ class ProbeResult:
     direction_cosine_by_l: dict = field(default_factory=dict)  # {variant: {"total", "layers", "groups"}}
     adam_step_by_l: dict = field(default_factory=dict)  # {variant: {"total", "layers", "groups", "ratio": {...}}}
     switch_step_by_l: dict = field(default_factory=dict)  # {"variants": {variant: {...}}, "fade": {...}} (Adam state only)
+    # Standard error of gsnr_by_l where second moments are sampled (0: exact; provenance "moment_sampling").
+    gsnr_stderr_by_l: dict = field(default_factory=dict)  # {variant: [...]}
     schema: str = SCHEMA
 
     @property
@@ -117,7 +122,7 @@ class ProbeResult:
         kwargs = {k: v for k, v in d.items() if k in names}
         for k in ("grad_by_l", "gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",
                   "prediction_power_by_l", "es_skill_spread_by_l", "stats", "layer_stats", "adam_by_l",
-                  "direction_cosine_by_l", "adam_step_by_l", "switch_step_by_l"):
+                  "direction_cosine_by_l", "adam_step_by_l", "switch_step_by_l", "gsnr_stderr_by_l"):
             if k in kwargs:
                 kwargs[k] = _unclean(kwargs[k])
         for k in ("gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",

@@ -32,6 +32,27 @@ def deterministic_line(result: ProbeResult) -> str | None:
             "same loss at a fraction of the cost")
 
 
+def sampling_line(result: ProbeResult) -> str | None:
+    """Where GSNR and Adam steps are estimates from sampled elements: how many, and how large the error."""
+    meta = result.provenance.get("moment_sampling") or {}
+    sampled = meta.get("sampled_parameters") or {}
+    if not sampled:
+        return None
+    worst = 0.0
+    for v in result.variant_names:
+        for values, errors in ((result.gsnr_by_l.get(v) or [], result.gsnr_stderr_by_l.get(v) or []),
+                               (result.adam_step_by_l.get(v, {}).get("total", []),
+                                result.adam_step_by_l.get(v, {}).get("stderr", {}).get("total", []))):
+            for x, e in zip(values, errors):
+                if x is not None and e is not None and math.isfinite(x) and math.isfinite(e) and x > 0:
+                    worst = max(worst, e / x)
+    shares = sorted({(s["sampled"], s["of"]) for s in sampled.values()})
+    share = ", ".join(f"{n:,} of {of:,}" for n, of in shares)
+    return (f"GSNR and Adam steps: per-element variances kept at {share} elements per degree in {len(sampled)} "
+            f"parameters (seeded sample; largest standard error {100 * worst:.2g}% of a per-degree value; "
+            "--moment-elements all for exact)")
+
+
 def _label(name: str) -> str:
     return name.replace("per_sample(", "whitening ").rstrip(")").replace(",eps_frac=", " eps_frac=")
 
@@ -276,6 +297,9 @@ def grad_by_l_report(result: ProbeResult):
     if result.adam_by_l.get("parameters"):
         parts.append(adam_table(result))
     parts += [Text(line, style="red") for line in nonfinite_lines(result)]
+    sampling = sampling_line(result)
+    if sampling:
+        parts.append(Text(sampling, style="dim"))
     parts += [Text(line, style="bold") for line in verdict(result)]
     return _report_class()(*parts)
 
