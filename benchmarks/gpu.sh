@@ -2,7 +2,7 @@
 # GPU checks of issue 11, one prepared run (about 5-8 minutes on an H100/H200 class card):
 #   (a) K = 2 / K = 8 probe time vs K fme fwd+bwd, (b) peak GPU memory vs one fme training step,
 #   at 90x180 and 180x360 (embed 384, 8 layers, ACE-like); grad-by-l --device cuda on the bundled
-#   model and an fme checkpoint; the memory refusal path. Self-checking: exits non-zero, naming the
+#   model and an fme checkpoint; the memory refusal path; the per-pass breakdown with batched VJPs. Self-checking: exits non-zero, naming the
 #   check, if any step fails. Results go to $OUT (or benchmarks/gpu_out) as gpu_results.txt.
 #     bash benchmarks/gpu.sh            # from the repository root, with specprobe and fme installed
 set -u
@@ -26,6 +26,8 @@ check build-180x360 $PY benchmarks/ace_like.py "$WORK/g180.tar" --nlat 180 --nlo
 for g in g90 g180; do
   check "time-$g" $PY benchmarks/bench_time.py "$WORK/$g.tar" --device cuda --k 2 8 --n-samples 4 --repeats 3
   check "memory-$g" $PY benchmarks/bench_memory.py "$WORK/$g.tar" --device cuda --variants 1 7 --n-samples 2
+  # F, B per variant and one batched backward of K cotangents (is_grads_batched): the GPU option of issue 11
+  check "backward-$g" $PY benchmarks/bench_backward.py "$WORK/$g.tar" --device cuda --k 2 8 --repeats 3
 done
 
 # Target: a 180x360 embed-384 probe, K = 2, 4 samples, at most 3 s of probe work per sample.

@@ -56,3 +56,14 @@ def test_cli_script_times_help():
 
     r = measure(("help",), runs=1)["help"]
     assert r["wall_s"][0] > 0 and r["peak_bytes"][1] > 0
+
+
+def test_backward_breakdown_script(tiny_ace):
+    from bench_backward import measure
+
+    r = measure(tiny_ace, ks=(2, 3), repeats=1)
+    assert all(v > 0 for v in r["seconds"].values())
+    for k in (2, 3):
+        f = r["floor_ratio"][k]
+        assert set(f) == {"all", "baseline", "none", "batched_spectral"} and all(v > 0 and math.isfinite(v) for v in f.values())
+        assert r["batched_max_rel_diff"][k] < 1e-5  # one batched backward gives the K single gradients
