@@ -94,6 +94,11 @@ class GradientMoments:
 
         return self._mean.to(torch.float64)
 
+    def mean_native(self):
+        """The running mean in its storage precision (float32 for float32 models), without a copy:
+        for reductions that accumulate in float64 themselves."""
+        return self._mean
+
     def mean_square(self):
         """Per-element mean of the squared per-sample gradients, E[g^2] (float64)."""
         import torch
