@@ -88,8 +88,9 @@ def assert_two_gloo_ranks(provenance):
 
 
 def test_grad_by_l_on_two_ranks_equals_one_process(tmp_path):
+    # --moment-elements 100 (of 512 per degree): the sampled second moments reduce over ranks too
     args = ["grad-by-l", "--n-samples", "4", "--batch-size", "1", "--whitening", "per_sample:gamma=0.8",
-            "--no-timestamp", *ONE_THREAD]
+            "--moment-elements", "100", "--no-timestamp", *ONE_THREAD]
     one_process(*args, "--quiet", "--out", tmp_path / "one")
     r = torchrun(*args, "--json", "--out", tmp_path / "two")
     assert r.returncode == 0, r.stderr
@@ -99,6 +100,8 @@ def test_grad_by_l_on_two_ranks_equals_one_process(tmp_path):
     assert printed == two
     assert_same_numbers(one, two)
     assert two["provenance"]["n_samples_probed"] == 4
+    assert len(two["provenance"]["moment_sampling"]["sampled_parameters"]) == 4
+    assert max(two["gsnr_stderr_by_l"]["baseline"]) > 0
     assert_two_gloo_ranks(two["provenance"])
     # the numbers compared are real ones: a gradient at every degree, a spread of samples
     total = two["grad_by_l"]["baseline"]["total"]

@@ -44,7 +44,7 @@ class GradientMoments:
         if self.sample is not None:
             if degree_axis is None or tuple(self._mean.shape) != self.sample.shape:
                 raise ValueError("sample: expected an ElementSample of this per-degree parameter's real shape")
-            self._m2 = torch.zeros(self.sample.index.shape, dtype=dtype, device=like.device)
+            self._m2 = self.sample.zeros(dtype)
         else:
             self._m2 = torch.zeros_like(self._mean) if keep else None
         self.count = 0
@@ -70,11 +70,12 @@ class GradientMoments:
             self._mean.lerp_(g, weight)
             self._m2.addcmul_(delta, g - self._mean)
         elif self.sample is not None:
-            take, flat_mean = self.sample.take, self._mean.reshape(-1)
-            g_kept = take(g.reshape(-1))
-            before = g_kept - take(flat_mean)
+            take = self.sample.take
+            g_kept, mean_kept = take(g.reshape(-1)), take(self._mean.reshape(-1))
+            before = g_kept - mean_kept
             self._mean.lerp_(g, weight)
-            self._m2.addcmul_(before, g_kept - take(flat_mean))
+            # the updated mean at the kept elements, by the same lerp on the small copy (no third gather)
+            self._m2.addcmul_(before, g_kept - mean_kept.lerp_(g_kept, weight))
         else:
             self._mean.lerp_(g, weight)
 

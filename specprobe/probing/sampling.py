@@ -50,23 +50,35 @@ class ElementSample:
             offset += (remaining % size) * stride
             remaining //= size
         rows = torch.arange(shape[axis], dtype=torch.int64)[:, None] * strides[axis]
-        index = rows + offset[None, :]
+        # Stored column by column: a column's elements at successive degrees are usually close in
+        # memory (the degree axis is the last or next-to-last of SFNO filters), so the gather walks
+        # short runs instead of striding over the whole tensor once per degree.
         numel = int(np.prod(shape, dtype=np.int64))
-        # int32 halves the index's memory; index_select takes either.
-        self.index = index.to(torch.int32 if numel < 2**31 else torch.int64)
+        self._by_column = (offset[:, None] + rows[:, 0][None, :]).to(torch.int64 if numel >= 2**31 else torch.int32)
         self.shape = shape
+
+    @property
+    def index(self):
+        """(n_degrees, n) flat indices: row l holds the sampled columns at degree l."""
+        return self._by_column.T
 
     @property
     def complete(self) -> bool:
         return self.n == self.population
 
     def to(self, device) -> "ElementSample":
-        self.index = self.index.to(device)
+        self._by_column = self._by_column.to(device)
         return self
 
     def take(self, flat):
-        """The sampled elements of a contiguous tensor's flat view, as (n_degrees, n)."""
-        return flat.index_select(0, self.index.reshape(-1)).reshape(self.index.shape)
+        """The sampled elements of a contiguous tensor's flat view, as an (n_degrees, n) view."""
+        return flat.index_select(0, self._by_column.reshape(-1)).reshape(self._by_column.shape).T
+
+    def zeros(self, dtype):
+        """A (n_degrees, n) accumulator in the layout :meth:`take` returns (so updates stay in place)."""
+        import torch
+
+        return torch.zeros(self._by_column.shape, dtype=dtype, device=self._by_column.device).T
 
 
 class StratifiedMean:
