@@ -144,16 +144,26 @@ def figure_gsnr_by_l(result: ProbeResult):
     fig, ax = new_figure(figsize=(8, 5))
     l = np.asarray(result.degrees)
     _shade_bands(ax, result)
-    plotted = False
+    plotted, banded, lines = False, False, []
     for i, name in enumerate(result.variant_names):
         g = np.asarray(result.gsnr_by_l.get(name) or [], dtype=float)
         if g.size:
-            ax.plot(l, g, color=_COLORS[i % len(_COLORS)], lw=1.8, label=name)
+            color = _COLORS[i % len(_COLORS)]
+            ax.plot(l, g, color=color, lw=1.8, label=name)
+            se = np.asarray(result.gsnr_stderr_by_l.get(name) or [], dtype=float)
+            if se.size == g.size and np.nanmax(se, initial=0.0) > 0:  # sampled second moments: +-2 stderr
+                ax.fill_between(l, np.maximum(g - 2 * se, 0.0), g + 2 * se, color=color, alpha=0.2, lw=0)
+                banded = True
+            lines.append(g[np.isfinite(g) & (g > 0)])
             plotted = True
     ax.set_xlabel("spherical-harmonic degree l")
     ax.set_ylabel("gradient SNR per element (mean² / variance over samples)")
     if plotted:
         ax.set_yscale("log")
+        values = np.concatenate(lines)
+        if banded and values.size:  # the axis follows the curves; a band reaching 0 runs off the bottom
+            ax.set_ylim(values.min() / 4, values.max() * 4)
+            ax.plot([], [], color="grey", alpha=0.4, lw=6, label="±2 standard errors (sampled elements)")
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "GSNR needs --n-samples >= 2", transform=ax.transAxes, ha="center")
