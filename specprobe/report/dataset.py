@@ -17,6 +17,8 @@ _META = {  # variable name -> (long name, units)
     "grad_by_l": ("filter-gradient norm per degree, root-sum-square over per-degree parameters", "1"),
     "grad_by_l_layers": ("filter-gradient norm per degree, one per-degree parameter", "1"),
     "gsnr_by_l": ("gradient signal-to-noise ratio per element (mean^2 / variance over samples)", "1"),
+    "gsnr_stderr_by_l": ("standard error of gsnr_by_l from sampled elements (0: exact)", "1"),
+    "adam_step_by_l_stderr": ("standard error of the steady-state Adam step from sampled elements (0: exact)", "1"),
     "output_grad_by_l": ("norm of d loss / d prediction coefficients per degree", "1"),
     "whitening_factor_by_l_mean": ("per-sample whitening factor, mean over samples", "1"),
     "whitening_factor_by_l_p10": ("per-sample whitening factor, 10th percentile over samples", "1"),
