@@ -40,7 +40,7 @@ from .sampling import ElementSample, StratifiedMean
 
 # Elements per degree and parameter that keep a per-element second moment (GSNR, Adam step). Larger
 # parameters keep it at a seeded sample of this many columns and report standard errors; the bundled
-# and test models (at most 2 048 per degree) stay exact. At ACE scale (embed 256: 131 072 per degree)
+# model (512 per degree) and the test fixtures stay exact. At ACE scale (embed 256: 131 072 per degree)
 # this cuts a variant's accumulators from 8 to ~4.1 bytes per element (benchmarks/RESULTS.md).
 DEFAULT_MOMENT_ELEMENTS = 4096
 

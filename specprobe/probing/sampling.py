@@ -49,12 +49,12 @@ class ElementSample:
         for size, stride in zip(reversed(rest), reversed(rest_strides.tolist())):
             offset += (remaining % size) * stride
             remaining //= size
-        rows = torch.arange(shape[axis], dtype=torch.int64)[:, None] * strides[axis]
+        degree_offsets = torch.arange(shape[axis], dtype=torch.int64) * strides[axis]
         # Stored column by column: a column's elements at successive degrees are usually close in
         # memory (the degree axis is the last or next-to-last of SFNO filters), so the gather walks
         # short runs instead of striding over the whole tensor once per degree.
         numel = int(np.prod(shape, dtype=np.int64))
-        self._by_column = (offset[:, None] + rows[:, 0][None, :]).to(torch.int64 if numel >= 2**31 else torch.int32)
+        self._by_column = (offset[:, None] + degree_offsets[None, :]).to(torch.int64 if numel >= 2**31 else torch.int32)
         self.shape = shape
 
     @property
