@@ -216,6 +216,17 @@ def _netcdf_option():
     return typer.Option(False, "--netcdf", help=_NETCDF_HELP)
 
 
+def _other_params_option():
+    return typer.Option("all", "--other-params", help="Variants that also differentiate the non-spectral parameters: "
+                        "all, baseline or none (faster; per-degree results unchanged).")
+
+
+def _moment_elements_option():
+    return typer.Option("4096", "--moment-elements", help="Elements per degree and parameter that keep a per-element "
+                        "variance for GSNR and Adam steps; larger filters use a seeded sample and report standard "
+                        "errors. 'all': exact, 4 more bytes per element per variant.")
+
+
 def _wandb_option():
     return typer.Option(None, "--wandb", metavar="[PROJECT]", help=_WANDB_HELP)
 
@@ -298,12 +309,8 @@ def grad_by_l(
     scale_factor: Optional[int] = _scale_factor_option(),
     netcdf: bool = _netcdf_option(),
     wandb_project: Optional[str] = _wandb_option(),
-    other_params: str = typer.Option("all", "--other-params", help="Variants that also differentiate the "
-                                     "non-spectral parameters: all, baseline or none (faster; per-degree results unchanged)."),
-    moment_elements: str = typer.Option("4096", "--moment-elements", help="Elements per degree and parameter that "
-                                        "keep a per-element variance for GSNR and Adam steps; larger filters use a "
-                                        "seeded sample and report standard errors. 'all': exact, 4 more bytes per "
-                                        "element per variant."),
+    other_params: str = _other_params_option(),
+    moment_elements: str = _moment_elements_option(),
 ):
     """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
     from .probing.api import probe
@@ -463,6 +470,8 @@ def sweep(
     scale_factor: Optional[int] = _scale_factor_option(),
     netcdf: bool = _netcdf_option(),
     wandb_project: Optional[str] = _wandb_option(),
+    other_params: str = _other_params_option(),
+    moment_elements: str = _moment_elements_option(),
 ):
     """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
     import json
@@ -475,12 +484,13 @@ def sweep(
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
+    moments = _moment_elements(moment_elements)
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
                    batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
                    trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
-                   timestamp=not no_timestamp, threads=threads,
+                   timestamp=not no_timestamp, threads=threads, other_params=other_params, moment_elements=moments,
                    **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                    **_model_options(grid, scale_factor))
     if not _writes(world):

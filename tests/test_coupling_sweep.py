@@ -48,3 +48,23 @@ def test_sweep_predicted_boost_is_the_factor_band_mean():
         for b in result.bands:
             assert s["predicted_boost"][b["name"]] == pytest.approx(f[b["lo"]: b["hi"] + 1].mean(), rel=1e-10)
     assert predicted_boost(result, configs[0].name) == sweep["settings"][0]["predicted_boost"]
+
+
+def test_sweep_cli_takes_the_cheaper_gradient_options(tmp_path):
+    """--other-params and --moment-elements reach the probe behind a sweep (K variants: where they pay)."""
+    import json
+
+    from test_cli_bad_input import assert_one_line_error, run_cli
+
+    r = run_cli("sweep", "--n-samples", "2", "--gamma", "0.5,1", "--other-params", "baseline", "--moment-elements", "64",
+                "--device", "cpu", "--out", tmp_path / "s", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    sweep = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    options = sweep["probe"]["provenance"]["options"]
+    assert options["other_params"] == "baseline" and options["moment_elements"] == 64
+    assert all(s["direction_cosine_non_spectral"] is None for s in sweep["settings"])  # not differentiated
+    assert all(s["adam_step_ratio"]["high"] > 0 for s in sweep["settings"])  # per-degree statistics still there
+    assert sweep["probe"]["provenance"]["moment_sampling"]["sampled_parameters"]
+    r = run_cli("sweep", "--moment-elements", "0", "--out", tmp_path / "bad")
+    assert_one_line_error(r, "--moment-elements")
+    assert not (tmp_path / "bad").exists()
