@@ -19,9 +19,9 @@ from fme_fixtures import (  # noqa: E402
     NLAT,
     OUT_NAMES,
     build_stepper,
-    one_thread,
     save_current,
     save_legacy,
+    threads_for_module,  # noqa: F401 - module-scoped autouse fixture: one torch thread
 )
 from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
 from specprobe.models.fme.describe import describe_fme_checkpoint  # noqa: E402
@@ -51,12 +51,6 @@ MODELS = {
                               {"wout": (0, NLAT), "0": (0, NLAT)}, False),
 }
 WHITENINGS = [None, WhiteningConfig("per_sample", exponent=0.5)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

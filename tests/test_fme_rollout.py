@@ -19,7 +19,14 @@ from conftest import require
 
 require("fme")
 
-from fme_fixtures import IN_NAMES, OUT_NAMES, build_stepper, one_thread, save_current, write_netcdf  # noqa: E402
+from fme_fixtures import (  # noqa: E402
+    IN_NAMES,
+    OUT_NAMES,
+    build_stepper,
+    save_current,
+    threads_for_module,  # noqa: F401 - module-scoped autouse fixture: one torch thread
+    write_netcdf,
+)
 from specprobe.errors import DataError, SpecprobeError  # noqa: E402
 from specprobe.models.fme.adapter import load_fme_target  # noqa: E402
 from specprobe.models.fme.data import synthetic_series  # noqa: E402
@@ -34,12 +41,6 @@ WHITENED = WhiteningConfig("per_sample", exponent=0.5)
 TRAINING = {"n_forward_steps": 3, "optimize_last_step_only": False,
             "loss": {"type": "EnsembleLoss", "kwargs": {"crps_weight": 0.1, "energy_score_weight": 1.0},
                      "sqrt_loss_step_decay_constant": 0.5}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
