@@ -38,9 +38,10 @@ def test_float32_welford_matches_float64_sums(snr):
     mean, mean_sq, var = g64.mean(0), (g64**2).mean(0), g64.var(0, ddof=1)
     assert np.abs(acc.mean().numpy() - mean).max() <= 1e-4 * np.sqrt(var).max()
     np.testing.assert_allclose(acc.mean_square().numpy(), mean_sq, rtol=1e-4)
-    gsnr_sum, n_ok = acc.gsnr_sums_by_degree()
-    np.testing.assert_allclose(gsnr_sum, (mean * mean / var).sum(axis=0), rtol=1e-4)
-    np.testing.assert_array_equal(n_ok, np.full(g.shape[2], g.shape[1]))
+    gsnr, ok, population = acc.gsnr_rows()  # (degree, element) rows over every element
+    np.testing.assert_allclose(gsnr.sum(dim=1).numpy(), (mean * mean / var).sum(axis=0), rtol=1e-4)
+    np.testing.assert_array_equal(ok.sum(dim=1).numpy(), np.full(g.shape[2], g.shape[1]))
+    assert population == g.shape[1]
     np.testing.assert_allclose(acc.mean_grad_by_degree(), np.sqrt((mean**2).sum(axis=0)), rtol=1e-4)
 
 
@@ -59,7 +60,7 @@ def test_non_spectral_parameters_keep_the_mean_only():
     acc = GradientMoments(torch.zeros(g.shape[1:]), degree_axis=None)
     for s in range(len(g)):
         acc.add(torch.from_numpy(g[s]))
-    assert not acc.has_second_moment and acc.gsnr_sums_by_degree() is None
+    assert not acc.has_second_moment and acc.gsnr_rows() is None
     with pytest.raises(ValueError, match="mean only"):
         acc.mean_square()
     assert acc.norm_of_mean() == pytest.approx(np.linalg.norm(g.astype(np.float64).mean(0)), rel=1e-5)
@@ -82,7 +83,7 @@ def test_summed_reducible_states_equal_one_accumulator():
     assert merged.count == 30 and merged.nonfinite == 0
     np.testing.assert_allclose(merged.mean().numpy(), whole.mean().numpy(), rtol=1e-5, atol=1e-13)
     np.testing.assert_allclose(merged.mean_square().numpy(), whole.mean_square().numpy(), rtol=1e-5)
-    np.testing.assert_allclose(merged.gsnr_sums_by_degree()[0], whole.gsnr_sums_by_degree()[0], rtol=1e-4)
+    np.testing.assert_allclose(merged.gsnr_rows()[0].numpy(), whole.gsnr_rows()[0].numpy(), rtol=1e-4)
 
 
 def test_nonfinite_elements_are_counted():

@@ -158,14 +158,6 @@ class GradientMoments:
         mean_square = m2 / max(self.count, 1) + mean * mean
         return mean.abs() / (mean_square.clamp_min(0).sqrt() + eps), population
 
-    def gsnr_sums_by_degree(self):
-        """Per degree: (sum of mean^2/var, number of elements with var > 0) over the kept elements."""
-        rows = self.gsnr_rows()
-        if rows is None:
-            return None
-        gsnr, ok, _ = rows
-        return gsnr.sum(dim=1).cpu().numpy(), ok.sum(dim=1).cpu().numpy()
-
     # ------------------------------------------------------------------ distributed reduction
     def reducible_state(self) -> dict:
         """Plain float64 tensors {count, nonfinite, sum, sum_sq?}: summing them over processes
