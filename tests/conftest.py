@@ -8,6 +8,11 @@ import torch
 # run instead of skipping, so the tests that matter can never be silently skipped.
 REQUIRE_ORACLES = os.environ.get("SPECPROBE_REQUIRE_ORACLES") == "1"
 
+# Tests run on the CPU even where a GPU is present: --device auto (the default of every command and
+# of the Python API) follows $SPECPROBE_DEVICE, and subprocesses inherit it. Seeded, byte-identical
+# and cross-process comparisons are statements about the CPU path; a test about CUDA names its device.
+os.environ["SPECPROBE_DEVICE"] = "cpu"
+
 # One intra-op thread in the test process: the tests are many small ops, and OpenMP threads spinning
 # at barriers on a shared 2-core machine made them up to 100x slower (see specprobe.probing.engine).
 torch.set_num_threads(1)

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from specprobe.models.registry import load_target
+from specprobe.probing.accumulate import gsnr_relative_precision
 from specprobe.probing.engine import run_probe
+
+
+ELEMENTS_PER_DEGREE = 4 * 16 * 16 * 2  # the bundled model: 4 complex (16, 16, L) filters
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +24,12 @@ def test_per_degree_results_are_identical(results):
         r = results[mode]
         for name in ref.grad_by_l:
             np.testing.assert_allclose(r.grad_by_l[name]["total"], ref.grad_by_l[name]["total"], rtol=1e-6)
-            np.testing.assert_allclose(r.gsnr_by_l[name], ref.gsnr_by_l[name], rtol=1e-5)
+            # the per-sample gradients are the same bits in every mode (the same backward ops; only
+            # which leaves receive a gradient differs), so the GSNR agrees to its accumulator's bound,
+            # with the largest element at most (elements per degree) x the degree's mean
+            gsnr = np.asarray(ref.gsnr_by_l[name])
+            bound = gsnr_relative_precision(ELEMENTS_PER_DEGREE * np.nanmax(gsnr))
+            np.testing.assert_allclose(r.gsnr_by_l[name], gsnr, rtol=max(bound, 1e-9))
             for layer, curve in ref.grad_by_l[name]["layers"].items():
                 np.testing.assert_allclose(r.grad_by_l[name]["layers"][layer], curve, rtol=1e-6)
 

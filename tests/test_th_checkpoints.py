@@ -246,7 +246,12 @@ def test_deterministic_model_members_are_identical_and_the_verdict_says_so(tmp_p
     path = _save_form(model, "plain", tmp_path / "p.pt")
     kw = dict(grid="32x64", n_samples=1, seed=0, timestamp=False, threads=1, device="cpu", variants=())
     two, one = specprobe.probe(path, n_ensemble=2, **kw), specprobe.probe(path, n_ensemble=1, **kw)
-    # identical members: the spread term is zero, the gradient is the skill term's alone
+    # identical members by construction (one forward, repeated: see ThTarget.forward), so the spread
+    # term and its gradient are exactly zero on any machine and the gradient is the skill term's alone
+    target = load_target(path, grid="32x64")
+    (batch,) = target.batches(None, n_samples=2, batch_size=2, seed=0)
+    gen, _ = target.forward(batch, n_ensemble=3, seed=0)
+    assert torch.equal(gen[:, 0], gen[:, 1]) and torch.equal(gen[:, 0], gen[:, 2])
     for a, b in zip(two.grad_by_l["baseline"]["total"], one.grad_by_l["baseline"]["total"]):
         assert a == pytest.approx(b, rel=1e-6)
     assert two.provenance["model"]["deterministic"] is True

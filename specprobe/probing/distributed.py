@@ -297,7 +297,9 @@ def start(device: str = "auto", *, new_command: bool = False) -> World | None:
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
         raise SpecprobeError(f"WORLD_SIZE={size} but {', '.join(missing)} unset: launch with torchrun")
-    want = (device or "auto").strip()
+    from .engine import auto_device
+
+    want = auto_device(device)
     if want == "cpu":
         dev = torch.device("cpu")
     elif want in ("auto", "cuda"):

@@ -77,10 +77,24 @@ def as_variants(variants: Sequence) -> list[WhiteningConfig]:
     return out
 
 
+AUTO_DEVICE_ENV = "SPECPROBE_DEVICE"
+
+
+def auto_device(device: str | None) -> str:
+    """What ``--device auto`` means: ``$SPECPROBE_DEVICE`` when set (e.g. ``cpu``: the test suite pins
+    itself to the CPU, so seeded and byte-identical results do not move to a GPU when one is present),
+    else ``auto`` (the GPU when present)."""
+    import os
+
+    want = (device or "auto").strip()
+    return (os.environ.get(AUTO_DEVICE_ENV) or "auto").strip() if want == "auto" else want
+
+
 def resolve_device(device: str):
     import torch
 
-    if device in (None, "auto"):
+    device = auto_device(device)
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)

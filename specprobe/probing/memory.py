@@ -2,8 +2,9 @@
 
 What a probe adds to memory once the checkpoint is loaded (weights and transform tables are then
 already resident, so the free memory reported after loading excludes them):
-  accumulators  K variants x (8 bytes per float32 element: Welford mean and M2; for a per-degree
-                parameter whose M2 is kept at sampled elements only, 4 bytes plus 4 per sampled one)
+  accumulators  K variants x (a float32 running mean, 4 bytes per element; non-spectral parameters
+                4 more for their float32 M2; per-degree parameters 16 more per element that keeps a
+                second moment (a float64 Welford mean and M2): every element, or a seeded sample)
   gradients     one set of parameter gradients (a backward's output)
   graph         what the first batch's forward leaves allocated (no extra forward: the real one is
                 measured), times a backward factor: a backward holds the graph plus the gradients of
@@ -50,7 +51,9 @@ def accumulator_bytes(params, n_variants: int, samples: dict | None = None) -> i
         width = max(p.tensor.element_size() // (2 if p.tensor.is_complex() else 1), 4)
         sample = (samples or {}).get(i)
         kept = sample.index.numel() if sample is not None else elements
-        total += (elements + kept) * width  # mean, and the spread (the optimizer view needs every parameter's)
+        # the mean, and the spread (the optimizer view needs every parameter's): float64 Welford pairs
+        # for per-degree parameters (their GSNR), the mean's own width otherwise
+        total += elements * width + (kept * 16 if p.degree_axis is not None else elements * width)
         if sample is not None:
             shared += sample.index.numel() * sample.index.element_size()
     return total * n_variants + shared
