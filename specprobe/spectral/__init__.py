@@ -16,6 +16,7 @@ from .energy_score import (
     mode_weights,
     weighted_loss_terms,
 )
+from .scores import SCORE_TERMS, band_sums, degree_scores
 from .sht import LOSS_GRID, SHTConvention, real_sht, to_spectral
 from .spectra import POWER_CONVENTIONS, degree_power
 from .stats import Band, curve_stats, default_bands, loglog_slope, parse_bands, spearman_rho
@@ -31,9 +32,9 @@ from .whitening import (
 
 __all__ = [
     "Band", "DEFAULT_EPS_FRAC", "DEFAULT_GAMMA", "EnergyScoreLossTerms", "LOSS_GRID",
-    "POWER_CONVENTIONS", "SHTConvention", "SpectralWhitening", "WhiteningConfig", "as_whitening",
-    "bin_by_degree", "crps", "curve_stats", "default_bands", "degree_power", "degree_rms_amplitude",
-    "degree_slices", "energy_score", "energy_score_loss", "energy_score_loss_terms",
+    "POWER_CONVENTIONS", "SCORE_TERMS", "SHTConvention", "SpectralWhitening", "WhiteningConfig", "as_whitening",
+    "band_sums", "bin_by_degree", "crps", "curve_stats", "default_bands", "degree_power", "degree_rms_amplitude",
+    "degree_scores", "degree_slices", "energy_score", "energy_score_loss", "energy_score_loss_terms",
     "energy_score_terms", "ensemble_loss", "loglog_slope", "loss_scaling", "mode_weights",
     "parse_bands", "real_sht", "spearman_rho", "to_spectral", "weighted_loss_terms", "whitening_factor",
 ]
