@@ -115,6 +115,36 @@ class PairPool:
     description: dict = field(default_factory=dict)
 
 
+@dataclass
+class RolloutSet:
+    """Held-out trajectories a model is rolled out from: what ``rollout_health`` scores against.
+
+    ``initial``: adapter-specific (torch-harmonics: (B, C, H, W) loss-space states; fme: a :class:`Batch`
+    whose window holds the initial time and the ``steps`` later times, forcing included).
+    ``reference``: (B, R, C, H, W) loss-space states at leads 1..R (what the model should produce).
+    ``state_keys[b]``: fingerprints of trajectory b's states at leads 0..R, in the representation the
+    adapter's :class:`PairPool` fingerprints, so ``shared_states(pool)`` can prove disjointness.
+    """
+
+    initial: Any
+    reference: Any
+    description: dict = field(default_factory=dict)
+    state_keys: list = field(default_factory=list)
+
+    @property
+    def n_initial(self) -> int:
+        return int(self.reference.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.reference.shape[1])
+
+    def shared_states(self, pool) -> int:
+        """How many of this set's states are also states of ``pool``'s pairs (0 when disjoint)."""
+        pool_states = {k for pair in pool.state_keys for k in pair}
+        return len({k for traj in self.state_keys for k in traj} & pool_states)
+
+
 def state_fingerprints(fields) -> list[str]:
     """One sha1 per leading index of a tensor (N, ...) or a dict of them (same N): its exact bytes."""
     import hashlib

@@ -241,6 +241,19 @@ class THSFNOTarget:
             desc["pairs"] = n_train
         return self._pool(tx, ty, desc), eval_pool
 
+    # -- rollout health (specprobe/probing/rollout_health.py) ----------------------------------
+    def rollout_set(self, data=None, *, n_initial: int, steps: int, seed: int, cache_dir=None):
+        """Held-out trajectories (a RolloutSet): ``data`` (a trajectory file), else fresh solver runs; see .rollout."""
+        from .rollout import rollout_set
+
+        return rollout_set(self, data, n_initial=n_initial, steps=steps, seed=seed, cache_dir=cache_dir)
+
+    def rollout_leads(self, rollout_set, *, n_ensemble: int, seed: int):
+        """Iterator over leads of (gen (B, E, C, H, W), ref (B, 1, C, H, W)), loss space; see .rollout."""
+        from .rollout import rollout
+
+        return rollout(self, rollout_set, n_ensemble=n_ensemble, seed=seed)
+
     def _pool(self, x, y, description):
         from ..base import PairPool, state_fingerprints
 
