@@ -419,6 +419,22 @@ class FmeTarget:
         return lookahead_pools(self, data, train_data, n_train=n_train, n_eval=n_eval, seed=seed,
                                train_time_stop=train_time_stop, eval_time_start=eval_time_start)
 
+    # -------------------------------------------------------------- rollout health
+
+    def rollout_set(self, data=None, *, n_initial: int, steps: int, seed: int, cache_dir=None, time_start=None,
+                    time_stop=None):
+        """Held-out windows of ``data`` (a RolloutSet); see :mod:`.inference_rollout`."""
+        from .inference_rollout import rollout_set
+
+        return rollout_set(self, data, n_initial=n_initial, steps=steps, seed=seed, cache_dir=cache_dir,
+                           time_start=time_start, time_stop=time_stop)
+
+    def rollout_leads(self, rollout_set, *, n_ensemble: int, seed: int):
+        """fme's inference stepping: iterator over leads of (gen, ref) in loss space; see :mod:`.inference_rollout`."""
+        from .inference_rollout import rollout
+
+        return rollout(self, rollout_set, n_ensemble=n_ensemble, seed=seed)
+
     # -------------------------------------------------------------- describe
 
     def describe(self) -> dict:
