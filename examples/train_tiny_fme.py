@@ -39,7 +39,8 @@ def red_rotating_states(n_states: int, *, seed: int = 0):
     Per variable, spherical-harmonic coefficients follow a_lm(t+1) = rho_l e^{-i m w} a_lm(t) +
     sqrt(1 - rho_l^2) sigma_l xi: a solid-body rotation by w, damping rho_l = exp(-l(l+1)/400) that
     makes small scales decorrelate faster, and fresh red noise that keeps the spectrum stationary.
-    A toy, not physics, but with ACE-like red spectra at every degree (REFERENCE §7).
+    A toy, not physics, but with ACE-like red spectra at every degree: the per-degree gradient
+    decline follows the spectra of what the filters see (docs/bundled_model.md, white-noise ablation).
     """
     import torch
     from torch_harmonics.sht import InverseRealSHT  # the original class (fme replaces torch_harmonics.InverseRealSHT)

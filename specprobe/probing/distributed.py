@@ -1,6 +1,6 @@
 """Scale-out on torch.distributed: which batches, checkpoints or arms a rank takes; sums over ranks.
 
-A thin layer around the single-process engine (DESIGN.md). Launched by ``torchrun``, every rank
+A thin layer around the single-process engine, which stays single-process itself. Launched by ``torchrun``, every rank
 runs the same command. For one checkpoint, rank r takes the batches whose index i has
 ``i % world_size == r``; the engine seeds each batch from its index alone (``seed * 1_000_003 + i``)
 and every adapter builds the same batch i whichever rank asks, so the union over ranks is exactly

@@ -1,7 +1,8 @@
 """What an fme/ACE checkpoint holds, read from the loaded dict alone: no fme import, no model built.
 
 ``specprobe info`` must work where fme is not installed, so everything here walks the plain dict
-that :func:`~specprobe.models.safe_load.load_checkpoint_file` returns (REFERENCE §4):
+that :func:`~specprobe.models.safe_load.load_checkpoint_file` returns (fme's ``Trainer.save_checkpoint``
+layout: ``ckpt.tar``, ``best_ckpt.tar``, ``best_inference_ckpt.tar``, ``ckpt_{epoch:04d}.tar``):
 
 - current format: ``stepper = {config: {step: {type, config}}, dataset_info, step: {module}, ...}``
 - legacy format (``SingleModuleStepperConfig``): ``stepper = {config: {builder, in_names, ...},
