@@ -26,9 +26,10 @@ NOISE_SEED = 9_000_001  # rollout noise: the same in every arm (paired), apart f
 
 @dataclass(frozen=True)
 class RolloutSettings:
-    # 20 steps of 3 h = 60 h on the bundled model (docs/lookahead.md, "Rollout health"): the untouched
-    # checkpoint's high-band power ratio climbs from 1.6 at lead 1 to ~4 by lead 20 and its low-band
-    # error grows ~10x, so drift is visible, while one 5-arm sweep's rollouts stay a few seconds each.
+    # steps: 20 x 3 h = 60 h on the bundled model (measured: docs/lookahead.md, "Rollout health"). The
+    # untouched checkpoint drifts in every band by then (power ratio high 1.7 -> 37-45, flagged from
+    # lead 9; mid 0.97 -> 1.8; total 1.2-1.45) while its low-band error is still growing (saturated
+    # only near lead 40), and one rollout takes 1.7 s on one CPU thread (4 states x 2 members).
     steps: int = 20
     n_initial: int = 4
     n_ensemble: int = 2
