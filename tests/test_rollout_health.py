@@ -59,8 +59,8 @@ def test_reference_trajectory_is_the_solver_run_directly(bundled, tmp_path):
 
     cfg = bundled.spec.training["config"]
     # The run's recipe with a 3-hour spin-up instead of 12 (a quarter of the solver time in a test).
-    short = type(bundled)(dataclasses.replace(bundled.spec, training={**bundled.spec.training,
-                                                                     "config": {**cfg, "spinup_h": 3.0}}), bundled.model)
+    training = {**bundled.spec.training, "config": {**cfg, "spinup_h": 3.0}}
+    short = type(bundled)(dataclasses.replace(bundled.spec, training=training), bundled.model)
     rs = short.rollout_set(n_initial=1, steps=1, seed=0, cache_dir=tmp_path)
     recipe = rs.description["recipe"]
     assert rs.description["cached"] is False and recipe["seed"] == ROLLOUT_STREAM  # run seed 0, rollout seed 0
@@ -80,6 +80,18 @@ def test_reference_trajectory_is_the_solver_run_directly(bundled, tmp_path):
     assert bundled.rollout_set(str(default_sample_path()), n_initial=1, steps=4, seed=0).shared_states(held) == 5
 
 
+def test_build_rollout_set_refuses_states_of_the_training_pool(bundled):
+    from specprobe.models.th.format import default_sample_path
+    from specprobe.probing.rollout_health import build_rollout_set
+
+    held = bundled._pool(*bundled.load_pairs(None)[:2], {"source": "held-out"})
+    s = RolloutSettings(steps=2, n_initial=1)
+    with pytest.raises(DataError, match="rollout initial states: 3 state\\(s\\) are also in the pairs of held-out"):
+        build_rollout_set(bundled, str(default_sample_path()), settings=s, avoid=[held])
+    rs = build_rollout_set(bundled, str(default_sample_path()), settings=s)
+    assert rs.steps == 2 and rs.n_initial == 1 and rs.description["disjoint_from"] == []
+
+
 def test_th_rollout_data_errors_are_one_line(bundled, tmp_path):
     from specprobe.models.th.format import default_sample_path
 
@@ -87,7 +99,7 @@ def test_th_rollout_data_errors_are_one_line(bundled, tmp_path):
         bundled.rollout_set(str(default_sample_path()), n_initial=1, steps=5, seed=0)
     no_recipe = dataclasses.replace(bundled.spec, training={})
     target = type(bundled)(no_recipe, bundled.model)
-    with pytest.raises(DataError, match="rollout health needs the bundled shallow-water recipe or trajectory data") as e:
+    with pytest.raises(DataError, match="needs the bundled shallow-water recipe or trajectory data") as e:
         target.rollout_set(n_initial=1, steps=1, seed=0, cache_dir=tmp_path)
     assert "\n" not in str(e.value)
     with pytest.raises(DataError, match="rollout steps: expected an integer >= 1, got 0"):
@@ -187,7 +199,7 @@ def test_settings_must_match_the_rollout_set():
 @pytest.fixture(scope="module")
 def fme_ckpt(tmp_path_factory):
     require("fme")  # only the fme tests skip without it
-    from fme_fixtures import build_stepper, one_thread, save_current, write_netcdf, IN_NAMES, OUT_NAMES
+    from fme_fixtures import IN_NAMES, OUT_NAMES, build_stepper, one_thread, save_current, write_netcdf
 
     base = tmp_path_factory.mktemp("rollout_health_fme")
     with one_thread():

@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 
+from ..errors import DataError, SpecprobeError
 from ..spectral import POWER_CONVENTIONS, band_sums, default_bands, degree_scores, to_spectral
 
 SCHEMA = "specprobe.rollout_health/1"
@@ -44,6 +45,24 @@ class RolloutSettings:
         f = self.blowup_factor
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f > 1):
             raise ValueError(f"rollout blowup_factor: expected a finite number > 1, got {f!r}")
+
+
+def build_rollout_set(target, data=None, *, settings: RolloutSettings, cache_dir=None, avoid=()):
+    """``target.rollout_set`` sized by ``settings``; refused when it shares a state with a pool in ``avoid``
+    (e.g. the lookahead's training pool). ``data``: torch-harmonics, a trajectory file or None (the
+    solver); fme, the ``--data`` source (None: synthetic)."""
+    if not hasattr(target, "rollout_set"):
+        raise SpecprobeError(f"the {target.family} adapter cannot roll out (no rollout_set)")
+    rs = target.rollout_set(data, n_initial=settings.n_initial, steps=settings.steps, seed=settings.seed,
+                            cache_dir=cache_dir)
+    for pool in avoid:
+        shared = rs.shared_states(pool)
+        if shared:
+            where = pool.description.get("source", "a training pool")
+            raise DataError(f"rollout initial states: {shared} state(s) are also in the pairs of {where}; "
+                            "rollouts must start from held-out states")
+    rs.description["disjoint_from"] = [p.description.get("source") for p in avoid]
+    return rs
 
 
 def rollout_health(target, rollout_set, *, settings: RolloutSettings, bands=None) -> dict:

@@ -94,8 +94,8 @@ def _data_windows(target, data, spec, n_initial, steps, seed, time_start, time_s
     if read.data_mask is not None:
         payload["data_mask"] = read.data_mask
     meta = {"source": source.kind, "synthetic": False, "data_source": source.label, "sample_indices": idx}
-    desc = {"source": str(data), "data_source": source.label, "synthetic": False, "selection": rule, "sample_indices": idx,
-            "initial_times": [str(starts[i]) for i in idx]}
+    desc = {"source": str(data), "data_source": source.label, "synthetic": False, "selection": rule,
+            "sample_indices": idx, "initial_times": [str(starts[i]) for i in idx]}
     return _batch(payload, spec, meta), desc
 
 
