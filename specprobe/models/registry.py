@@ -21,7 +21,33 @@ def default_checkpoint() -> Path:
 
 
 def resolve_checkpoint(checkpoint) -> Path:
-    return default_checkpoint() if checkpoint is None else check_readable_file(checkpoint)
+    """A checkpoint file; None, ``bundled`` or ``bundled:swe`` is the default bundled model, ``bundled:NAME``
+    another bundled model (``bundled:noisy``: small scales driven by stochastic forcing; docs/bundled_model.md).
+    A file of that name, where one exists, wins over the bundled name."""
+    if checkpoint is None:
+        return default_checkpoint()
+    name = bundled_name(checkpoint)
+    if name is not None:
+        from .th.format import BUNDLED, bundled_paths
+
+        if name not in BUNDLED:
+            raise CheckpointError(f"{checkpoint}: no bundled model {name!r}; the bundled models are "
+                                  + ", ".join(f"bundled:{n}" for n in BUNDLED))
+        return check_readable_file(bundled_paths(name)[0])
+    return check_readable_file(checkpoint)
+
+
+def bundled_name(checkpoint) -> str | None:
+    """``bundled`` -> the default's name, ``bundled:NAME`` -> NAME; None for anything else or an existing file."""
+    import re
+
+    from .th.format import DEFAULT_BUNDLED
+
+    text = str(checkpoint)
+    m = re.fullmatch(r"bundled(?::([\w-]*))?", text)
+    if m is None or Path(text).exists():
+        return None
+    return m.group(1) or DEFAULT_BUNDLED
 
 
 def family_of(obj, path):

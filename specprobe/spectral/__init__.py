@@ -17,6 +17,15 @@ from .energy_score import (
     weighted_loss_terms,
 )
 from .scores import SCORE_TERMS, band_sums, degree_scores
+from .predictability import (
+    DEFAULT_MIN_CHANGE,
+    DEFAULT_R2_THRESHOLD,
+    Predictability,
+    noise_mask,
+    predictability_from_fields,
+    predictability_sums,
+    weight_share,
+)
 from .sht import LOSS_GRID, SHTConvention, real_sht, to_spectral
 from .spectra import POWER_CONVENTIONS, degree_power
 from .stats import Band, curve_stats, default_bands, loglog_slope, parse_bands, spearman_rho
@@ -31,7 +40,8 @@ from .whitening import (
 )
 
 __all__ = [
-    "Band", "DEFAULT_EPS_FRAC", "DEFAULT_GAMMA", "EnergyScoreLossTerms", "LOSS_GRID",
+    "Band", "DEFAULT_EPS_FRAC", "DEFAULT_GAMMA", "DEFAULT_MIN_CHANGE", "DEFAULT_R2_THRESHOLD", "Predictability",
+    "noise_mask", "predictability_from_fields", "predictability_sums", "weight_share", "EnergyScoreLossTerms", "LOSS_GRID",
     "POWER_CONVENTIONS", "SCORE_TERMS", "SHTConvention", "SpectralWhitening", "WhiteningConfig", "as_whitening",
     "band_sums", "bin_by_degree", "crps", "curve_stats", "default_bands", "degree_power", "degree_rms_amplitude",
     "degree_scores", "degree_slices", "energy_score", "energy_score_loss", "energy_score_loss_terms",

@@ -331,6 +331,37 @@ class FmeTarget:
         gen, target = self.generate(batch, n_ensemble=n_ensemble, seed=seed)
         return self.to_loss_space(gen, target)
 
+    def persistence(self, batch: Batch, *, step: int | None = None):
+        """The persistence reference of loss step ``step`` (0-based; default: the rollout's last loss step) in
+        loss space, (B, 1, C, H, W): the true prognostic state one step before the target (the initial
+        condition for step 0), normalised, packed and weighted as the target. Output channels that are
+        not prognostic inputs (fme diagnostic outputs) have no persistence: their rows are NaN, so their
+        predictability is reported as missing. None when no output channel is an input."""
+        import torch
+
+        k = self.rollout.loss_steps[-1] if step is None else int(step)
+        wml = self.fme_step_loss().loss
+        prognostic = set(self.stepper.prognostic_names)
+        names = list(wml.packer.names)
+        if not prognostic.intersection(names):
+            return None
+        with self._ctx(), torch.no_grad():
+            data = self._batch_data(batch)
+            t_ref = int(self.stepper.n_ic_timesteps) - 1 + k
+            t_tgt = t_ref + 1
+            fields = {n: data.data[n].select(1, t_ref) for n in names if n in prognostic}
+            norm = wml.normalizer.normalize(fields)
+            target = wml.normalizer.normalize({n: data.data[n].select(1, t_tgt) for n in fields})
+            w = [self.loss_weights.get(n, 1.0) for n in names]
+            rows = []
+            for n, weight in zip(names, w):
+                if n in norm:
+                    x = torch.where(target[n].isnan(), 0.0, norm[n])  # the loss zeroes NaN targets
+                    rows.append(weight * x)
+                else:
+                    rows.append(torch.full_like(next(iter(norm.values())), float("nan")))
+            return torch.stack(rows, dim=-3)[:, None]
+
     def loss_steps(self, batch: Batch, *, n_ensemble: int, seed: int) -> list[tuple]:
         """The optimized steps of fme's training rollout: [(gen (B, E, C, H, W), target (B, 1, C, H, W),
         step weight)] in loss space; the probed loss is the step-weighted sum of their one-step losses."""

@@ -11,6 +11,13 @@ checkpoint carries its own normalisation):
       or inputs, targets: (N, C, nlat, nlon) each: N explicit pairs
     timestep_hours: float (optional), description: str (optional), source: {...} (optional)
 
+Format 2 (written only with ``encoding="int16-lzma"``, for the size-capped noisy bundled sample) stores
+``states`` as ``encoded_states``: {codec: "int16-lzma", shape, offset (C,), scale (C,), data: uint8 tensor},
+the lzma-compressed little-endian int16 q with states[:, :, c] = offset[c] + scale[c] * q[:, :, c]
+(per channel: offset = mean, scale = max |state - mean| / 32000, so the rounding error is at most
+scale / 2, 1/64000 of the channel's largest anomaly from its mean).
+Readers of format 1 refuse it by version; this reader reads both.
+
 No torch at module level.
 """
 
@@ -22,20 +29,65 @@ from ...errors import DataError
 
 DATA_FORMAT = "specprobe.th-sfno-data"
 DATA_FORMAT_VERSION = 1
+ENCODED_FORMAT_VERSION = 2
+CODECS = ("int16-lzma",)
 
 
 def save_sample(path, states, *, channel_names, units, grid: dict, timestep_hours: float,
-                description: str = "", source: dict | None = None) -> Path:
-    """Write trajectories (K, T+1, C, H, W), physical units, atomically."""
+                description: str = "", source: dict | None = None, encoding: str | None = None) -> Path:
+    """Write trajectories (K, T+1, C, H, W), physical units, atomically; ``encoding="int16-lzma"``: format 2."""
     from .format import atomic_torch_save
 
     obj = {"format": DATA_FORMAT, "format_version": DATA_FORMAT_VERSION,
            "channels": {"names": list(channel_names), "units": list(units)},
            "grid": {"nlat": int(grid["nlat"]), "nlon": int(grid["nlon"]), "type": str(grid["type"])},
-           "states": states.detach().cpu().float().contiguous(),
            "timestep_hours": float(timestep_hours), "description": description, "source": dict(source or {})}
+    states = states.detach().cpu().float().contiguous()
+    if encoding is None:
+        obj["states"] = states
+    else:
+        obj["format_version"] = ENCODED_FORMAT_VERSION
+        obj["encoded_states"] = encode_states(states, encoding)
     atomic_torch_save(obj, path)
     return Path(path)
+
+
+def encode_states(states, codec: str = "int16-lzma") -> dict:
+    """(K, T, C, H, W) float -> the format-2 ``encoded_states`` dict (see the module docstring)."""
+    import lzma
+
+    import numpy as np
+    import torch
+
+    if codec not in CODECS:
+        raise ValueError(f"encoding: expected one of {CODECS}, got {codec!r}")
+    x = states.double().numpy()
+    offset = x.mean(axis=(0, 1, 3, 4))
+    dev = np.abs(x - offset[None, None, :, None, None]).max(axis=(0, 1, 3, 4))
+    scale = np.where(dev > 0, dev / 32000.0, 1.0)
+    q = np.round((x - offset[None, None, :, None, None]) / scale[None, None, :, None, None]).astype("<i2")
+    data = np.frombuffer(lzma.compress(q.tobytes(), preset=9), dtype=np.uint8).copy()
+    return {"codec": codec, "shape": list(states.shape), "offset": offset.tolist(), "scale": scale.tolist(),
+            "data": torch.from_numpy(data)}
+
+
+def decode_states(enc, path="data"):
+    """The format-2 ``encoded_states`` dict -> (K, T, C, H, W) float32 tensor; DataError when malformed."""
+    import lzma
+
+    import numpy as np
+    import torch
+
+    try:
+        if enc.get("codec") not in CODECS:
+            raise ValueError(f"unknown codec {enc.get('codec')!r}")
+        shape = [int(n) for n in enc["shape"]]
+        q = np.frombuffer(lzma.decompress(enc["data"].numpy().tobytes()), dtype="<i2").reshape(shape)
+        offset = np.asarray(enc["offset"], dtype=np.float64)[None, None, :, None, None]
+        scale = np.asarray(enc["scale"], dtype=np.float64)[None, None, :, None, None]
+    except (AttributeError, KeyError, TypeError, ValueError, lzma.LZMAError) as e:
+        raise DataError(f"{path}: encoded_states: cannot decode ({e})") from None
+    return torch.from_numpy((offset + scale * q).astype(np.float32))
 
 
 def _load(path):
@@ -59,9 +111,13 @@ def load_pairs(path):
     if not isinstance(obj, dict) or obj.get("format") != DATA_FORMAT:
         what = repr(obj.get("format")) if isinstance(obj, dict) and "format" in obj else "no format tag"
         raise DataError(f"{path}: not a {DATA_FORMAT} file ({what})")
-    if obj.get("format_version") != DATA_FORMAT_VERSION:
+    if obj.get("format_version") not in (DATA_FORMAT_VERSION, ENCODED_FORMAT_VERSION):
         raise DataError(f"{path}: {DATA_FORMAT} format_version {obj.get('format_version')!r} is not supported "
-                        f"(this specprobe reads version {DATA_FORMAT_VERSION})")
+                        f"(this specprobe reads versions {DATA_FORMAT_VERSION} and {ENCODED_FORMAT_VERSION})")
+    if obj.get("format_version") == ENCODED_FORMAT_VERSION:
+        if not isinstance(obj.get("encoded_states"), dict):
+            raise DataError(f"{path}: format_version {ENCODED_FORMAT_VERSION}: expected an 'encoded_states' dict")
+        obj = dict(obj, states=decode_states(obj["encoded_states"], path))
     channels, grid = obj.get("channels"), obj.get("grid")
     names = channels.get("names") if isinstance(channels, dict) else None
     if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):

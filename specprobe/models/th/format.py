@@ -20,14 +20,40 @@ def _bundled(name: str) -> Path:
     return Path(str(resources.files("specprobe").joinpath("data", name)))
 
 
+# Bundled models by name (docs/bundled_model.md): checkpoint file and its held-out sample in specprobe/data.
+# "swe" is the default; "noisy" adds stochastic small-scale forcing, so its small scales cannot be predicted.
+BUNDLED = {"swe": ("swe_sfno.pt", "swe_heldout.pt"), "noisy": ("swe_noisy_sfno.pt", "swe_noisy_heldout.pt")}
+DEFAULT_BUNDLED = "swe"
+
+
 def default_checkpoint_path() -> Path:
     """The bundled, really trained shallow-water SFNO (docs/bundled_model.md)."""
-    return _bundled("swe_sfno.pt")
+    return _bundled(BUNDLED[DEFAULT_BUNDLED][0])
 
 
 def default_sample_path() -> Path:
     """The bundled held-out shallow-water trajectories the default checkpoint is probed on."""
-    return _bundled("swe_heldout.pt")
+    return _bundled(BUNDLED[DEFAULT_BUNDLED][1])
+
+
+def bundled_paths(name: str) -> tuple[Path, Path]:
+    """(checkpoint, held-out sample) of the bundled model ``name`` (KeyError for an unknown name)."""
+    ckpt, sample = BUNDLED[name]
+    return _bundled(ckpt), _bundled(sample)
+
+
+def sample_path_for(checkpoint) -> Path:
+    """The held-out sample a checkpoint is probed on by default: a bundled model's own, else the default one."""
+    if checkpoint is not None:
+        try:
+            resolved = Path(checkpoint).resolve()
+        except OSError:
+            resolved = None
+        for name in BUNDLED:
+            ckpt, sample = bundled_paths(name)
+            if resolved is not None and resolved == ckpt.resolve():
+                return sample
+    return default_sample_path()
 
 
 DEFAULT_CHECKPOINT = default_checkpoint_path()

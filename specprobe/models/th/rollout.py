@@ -81,6 +81,8 @@ def _fresh_rollout_file(target, n_initial, steps, seed, cache_dir):
               "interval_h": cfg["interval_h"], "spinup_h": cfg["spinup_h"], "nlat": target.nlat, "nlon": target.nlon,
               "grid": target.data_grid, "solver_nlat": cfg["solver_nlat"], "solver_nlon": cfg["solver_nlon"],
               "lmax": cfg["solver_lmax"], "dt": cfg["solver_dt"], "mach": cfg["mach"]}
+    if cfg.get("forcing"):  # the noisy bundled model's stochastic small-scale forcing (absent: unchanged keys)
+        recipe["forcing"] = dict(cfg["forcing"])
     key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"swe-rollout-{key}.pt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...errors import DataError
 from ..base import Batch, SpectralParam
-from .format import FAMILY, FORMAT, FORMAT_VERSION, SFNO_CLASS, SPECTRAL_LAYOUT, default_sample_path
+from .format import FAMILY, FORMAT, FORMAT_VERSION, SFNO_CLASS, SPECTRAL_LAYOUT, sample_path_for
 
 
 class THSFNOTarget:
@@ -99,7 +99,7 @@ class THSFNOTarget:
         """All (input, target) pairs of a data file (None: the bundled sample) in loss space, + info."""
         from .data import load_pairs
 
-        path = default_sample_path() if data is None else data
+        path = self.default_sample() if data is None else data
         x, y, info = load_pairs(path)
         names = info["channel_names"]
         if self.spec.plain:  # names unknown: match by count
@@ -122,13 +122,17 @@ class THSFNOTarget:
     def denormalize(self, x):
         return x * self._std.to(x.device) + self._mean.to(x.device)
 
+    def default_sample(self):
+        """The held-out sample probed without --data: a bundled model's own, else the default bundled one."""
+        return sample_path_for(getattr(self.spec, "path", None))
+
     def _bundled_sample_fits(self) -> bool:
         """The bundled shallow-water sample serves models with its channels and grid (the bundled model)."""
         if self.spec.plain:
             return False
         from .data import load_pairs
 
-        info = load_pairs(default_sample_path())[2]
+        info = load_pairs(self.default_sample())[2]
         grid = info["grid"]
         return (sorted(info["channel_names"]) == sorted(self.channel_names)
                 and (grid["nlat"], grid["nlon"], grid["type"]) == (self.nlat, self.nlon, self.data_grid))
@@ -186,6 +190,11 @@ class THSFNOTarget:
             return gen[:, None].expand(b, n_ensemble, *gen.shape[1:]), y[:, None]
         gen = self.model(x.repeat_interleave(n_ensemble, dim=0), generator)
         return gen.reshape(b, n_ensemble, *gen.shape[1:]), y[:, None]
+
+    def persistence(self, batch: Batch):
+        """The persistence reference x (B, 1, C, H, W) in loss space: the input state (the model is residual,
+        next = state + SFNO(state, noise), so the change it predicts is measured from here)."""
+        return batch.payload["input"].to(self.device)[:, None]
 
     # -- training (what `specprobe lookahead` fine-tunes) ----------------------------------------
     def trainable_module(self):
@@ -283,6 +292,8 @@ class THSFNOTarget:
                   "interval_h": cfg["interval_h"], "spinup_h": cfg["spinup_h"], "nlat": self.nlat, "nlon": self.nlon,
                   "grid": self.data_grid, "solver_nlat": cfg["solver_nlat"], "solver_nlon": cfg["solver_nlon"],
                   "lmax": cfg["solver_lmax"], "dt": cfg["solver_dt"], "mach": cfg["mach"]}
+        if cfg.get("forcing"):  # the noisy bundled model's stochastic small-scale forcing (absent: unchanged keys)
+            recipe["forcing"] = dict(cfg["forcing"])
         key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = cache / f"swe-train-{key}.pt"
