@@ -2,6 +2,13 @@
 
     python examples/train_swe_sfno.py                      # writes specprobe/data/swe_sfno.pt + swe_heldout.pt
     python examples/train_swe_sfno.py --steps 50 --out /tmp/m.pt --sample-out /tmp/s.pt
+    python examples/train_swe_sfno.py --noisy                # specprobe/data/swe_noisy_sfno.pt + swe_noisy_heldout.pt
+
+``--noisy`` trains the second bundled model on the same recipe with stochastic small-scale vorticity
+forcing (swe.StochasticForcing) on a finer solver and a calmer flow; its data generator checks on twin
+runs that the forced degrees are unpredictable and the large scales are not, and stops (RegimeError)
+if they are not; after training it checks that the model's R2 of the change is below 0.1 over the top
+quarter of degrees and fails (exit status 3) otherwise.
 
 Data: torch-harmonics' ShallowWaterSolver (balanced random initial states, spun up, then sampled every
 ``interval_h`` hours; see specprobe/models/th/swe.py); channels h (m), u, v (m/s) on a 64x128 equiangular
@@ -61,6 +68,9 @@ class TrainConfig:
     crps_weight: float = 0.9
     energy_score_weight: float = 0.1
     threads: int = 2
+    # stochastic small-scale forcing (swe.StochasticForcing as a dict; None: the noise-free default model)
+    forcing: dict | None = None
+    check_regime: bool = True
 
     def sfno_args(self) -> dict:
         return {"img_size": [self.nlat, self.nlon], "grid": self.grid, "grid_internal": "legendre-gauss",
@@ -68,15 +78,76 @@ class TrainConfig:
                 "num_layers": self.num_layers, "pos_embed": self.pos_embed}
 
 
+# The noisy bundled model (docs/bundled_model.md, "The noisy model"): the default recipe plus random vorticity
+# forcing on l 40-63 with a 30-minute memory (much shorter than the 3-hour step). A finer solver (lmax 80, so
+# the data's top degrees are not its hyperdiffusion range, dt 150 s for the faster gravity waves there) and a
+# calmer flow (mach 0.5, so small features are not simply carried along predictably) make the forced degrees'
+# one-step change mostly a fresh random draw. 24 h spin-up lets the forced field build up. One held-out
+# trajectory of 9 states (8 pairs) keeps the checkpoint and its sample under 1 MB.
+NOISY_FORCING = {"lmin": 40, "lmax": 64, "tau_h": 0.5, "amplitude": 2.0e-9, "damping_h": 24.0}
+NOISY = dict(solver_nlat=120, solver_nlon=240, solver_lmax=80, solver_dt=150.0, mach=0.5, spinup_h=24.0,
+             n_heldout_traj=1, heldout_states=9, forcing=NOISY_FORCING)
+NOISY_R2_MAX = 0.1  # the trained model's R2 must be below this over the top quarter of degrees
+
+
+def _common(cfg: TrainConfig, progress=None) -> dict:
+    return dict(interval_h=cfg.interval_h, spinup_h=cfg.spinup_h, nlat=cfg.nlat, nlon=cfg.nlon, grid=cfg.grid,
+                solver_nlat=cfg.solver_nlat, solver_nlon=cfg.solver_nlon, lmax=cfg.solver_lmax, dt=cfg.solver_dt,
+                mach=cfg.mach, progress=progress, **({"forcing": cfg.forcing} if cfg.forcing else {}))
+
+
+def check_data_regime(cfg: TrainConfig, log=print) -> dict | None:
+    """For forced data: twin runs (4 trajectories, 3 branch points each) must show the noisy regime, else RegimeError."""
+    if not cfg.forcing or not cfg.check_regime:
+        return None
+    from specprobe.models.th import swe
+
+    common = _common(cfg)
+    common.pop("progress")
+    stats = swe.regime_statistics(4, 4, seed=cfg.seed * 1000 + 5, **common)
+    summary = swe.check_regime(stats)  # raises swe.RegimeError when the forcing misses the regime
+    summary["noise_fraction_by_l"] = {c: stats["noise_fraction"][i].tolist() for i, c in enumerate(swe.CHANNELS)}
+    summary["change_over_state_by_l"] = {c: (stats["change"][i] / stats["state"][i]).tolist()
+                                         for i, c in enumerate(swe.CHANNELS)}
+    summary["state_power_by_l"] = {c: stats["state"][i].tolist() for i, c in enumerate(swe.CHANNELS)}
+    log("regime check (twin runs): " + ", ".join(
+        f"{c} noise fraction {v['noise_fraction_top']:.2f} over l {summary['top_degrees'][0]}-{summary['top_degrees'][1]}, "
+        f"{v['noise_fraction_large']:.3f} over l 1-8" for c, v in summary["channels"].items()))
+    return summary
+
+
 def make_data(cfg: TrainConfig, progress=None) -> dict:
     """Training and held-out trajectories (K, T+1, 3, nlat, nlon), physical units; disjoint seeds."""
     from specprobe.models.th import swe
 
-    common = dict(interval_h=cfg.interval_h, spinup_h=cfg.spinup_h, nlat=cfg.nlat, nlon=cfg.nlon, grid=cfg.grid,
-                  solver_nlat=cfg.solver_nlat, solver_nlon=cfg.solver_nlon, lmax=cfg.solver_lmax, dt=cfg.solver_dt,
-                  mach=cfg.mach, progress=progress)
+    common = _common(cfg, progress)
     return {"train": swe.trajectories(cfg.n_train_traj, cfg.train_states, seed=cfg.seed * 1000 + 1, **common),
             "heldout": swe.trajectories(cfg.n_heldout_traj, cfg.heldout_states, seed=cfg.seed * 1000 + 2, **common)}
+
+
+def predictability_scores(model, x, y, *, n_ensemble: int = 4, seed: int = 7, batch_size: int = 4) -> dict:
+    """R2 of the change by degree (fair, infinite-ensemble mean; specprobe.spectral.predictability), loss space."""
+    import torch
+
+    from specprobe.spectral import Predictability, predictability_from_fields
+
+    g = torch.Generator().manual_seed(seed)
+    sums = None
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch_size):
+            xb, yb = x[s : s + batch_size], y[s : s + batch_size]
+            gen = model(xb.repeat_interleave(n_ensemble, 0), g).reshape(xb.shape[0], n_ensemble, *xb.shape[1:])
+            part = predictability_from_fields(gen, yb[:, None], xb[:, None])
+            sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+    p = Predictability.from_sums(sums, n_ensemble=n_ensemble)
+    n_l = p.r2.shape[-1]
+    top = n_l - n_l // 4
+    return {"r2_by_l": p.r2.tolist(), "spread_skill_by_l": p.spread_skill.tolist(),
+            "change_over_state_by_l": p.change_over_state.tolist(), "top_quarter_from": top,
+            "top_quarter_r2_max": [float(r[top:].max()) for r in p.r2],
+            "low_band_r2": [float(1 - (sums["error"][c, 1:9].sum() - sums["spread"][c, 1:9].sum() / n_ensemble)
+                                  / sums["change"][c, 1:9].sum()) for c in range(p.r2.shape[0])],
+            "n_ensemble": n_ensemble, "pairs": int(x.shape[0])}
 
 
 def build(cfg: TrainConfig, init_seed: int):
@@ -144,6 +215,7 @@ def train(cfg: TrainConfig, *, data: dict | None = None, progress: bool = True, 
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     bar = _Bar(progress)
+    regime = check_data_regime(cfg, log=log)
     with bar:
         if data is None:
             task = bar.add("shallow-water data (simulated hours)")
@@ -191,11 +263,16 @@ def train(cfg: TrainConfig, *, data: dict | None = None, progress: bool = True, 
         "validation": scores(model, hx, hy, n_ensemble=cfg.n_ensemble, seed=7),
         "validation_untrained": scores(untrained, hx, hy, n_ensemble=cfg.n_ensemble, seed=7),
         "validation_start": scores(start_point(build(cfg, cfg.seed), cfg), hx, hy, n_ensemble=cfg.n_ensemble, seed=7),
+        "validation_predictability": predictability_scores(model, hx, hy),
     }
+    if regime is not None:
+        result["data_regime"] = regime
     meta = {
         "config": dataclasses.asdict(cfg),
         "data": {"source": "torch_harmonics.examples.ShallowWaterSolver, balanced random initial states "
-                           "(specprobe/models/th/swe.py)",
+                           "(specprobe/models/th/swe.py)"
+                           + (", stochastic small-scale vorticity forcing (swe.StochasticForcing)" if cfg.forcing else ""),
+                 "forcing": cfg.forcing,
                  "channels": list(swe.CHANNELS), "units": list(swe.UNITS), "timestep_hours": cfg.interval_h,
                  "train_trajectories": cfg.n_train_traj, "train_pairs": int(x.shape[0]),
                  "heldout_trajectories": cfg.n_heldout_traj, "heldout_pairs": int(hx.shape[0]),
@@ -268,7 +345,7 @@ class _Bar:
             self.p.update(task, completed=done, total=total, info=info)
 
 
-def save(model, means, stds, meta, data, cfg: TrainConfig, out, sample_out) -> None:
+def save(model, means, stds, meta, data, cfg: TrainConfig, out, sample_out, *, encoding: str | None = None) -> None:
     from specprobe.models.th import swe
     from specprobe.models.th.checkpoint import save_checkpoint
     from specprobe.models.th.data import save_sample
@@ -280,7 +357,9 @@ def save(model, means, stds, meta, data, cfg: TrainConfig, out, sample_out) -> N
                     grid={"nlat": cfg.nlat, "nlon": cfg.nlon, "type": cfg.grid}, timestep_hours=cfg.interval_h,
                     description=f"held-out shallow-water trajectories ({cfg.n_heldout_traj} x {cfg.heldout_states} "
                                 f"states, every {cfg.interval_h:g} h), physical units; never seen in training",
-                    source={"seed": cfg.seed * 1000 + 2, "generator": "examples/train_swe_sfno.py make_data"})
+                    source={"seed": cfg.seed * 1000 + 2, "generator": "examples/train_swe_sfno.py make_data",
+                            **({"forcing": cfg.forcing} if cfg.forcing else {})},
+                    encoding=encoding)
 
 
 def main(argv=None) -> int:
@@ -291,10 +370,24 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=root / "specprobe" / "data" / "swe_sfno.pt")
     ap.add_argument("--sample-out", type=Path, default=root / "specprobe" / "data" / "swe_heldout.pt")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--noisy", action="store_true", help="the noisy bundled model: stochastic small-scale forcing "
+                    "(writes specprobe/data/swe_noisy_sfno.pt + swe_noisy_heldout.pt unless --out/--sample-out)")
+    ap.add_argument("--forcing-amplitude", type=float, default=None, help="with --noisy: RMS vorticity forcing (s^-2)")
+    ap.add_argument("--no-regime-check", action="store_true", help="skip the forced data's regime check")
+    ap.add_argument("--threads", type=int, default=TrainConfig.threads)
     a = ap.parse_args(argv)
-    cfg = TrainConfig(steps=a.steps, seed=a.seed)
+    extra = {}
+    if a.noisy:
+        extra = dict(NOISY, forcing=dict(NOISY_FORCING, **({"amplitude": a.forcing_amplitude}
+                                                           if a.forcing_amplitude is not None else {})))
+        if a.out == ap.get_default("out"):
+            a.out = root / "specprobe" / "data" / "swe_noisy_sfno.pt"
+        if a.sample_out == ap.get_default("sample_out"):
+            a.sample_out = root / "specprobe" / "data" / "swe_noisy_heldout.pt"
+    cfg = TrainConfig(steps=a.steps, seed=a.seed, threads=a.threads, check_regime=not a.no_regime_check, **extra)
     model, means, stds, meta, data = train(cfg, progress=not a.no_progress)
-    save(model, means, stds, meta, data, cfg, a.out, a.sample_out)
+    # The noisy model's sample is stored as 16-bit integers (lzma): 8 pairs within the 1 MB budget.
+    save(model, means, stds, meta, data, cfg, a.out, a.sample_out, encoding="int16-lzma" if a.noisy else None)
     v, u = meta["scores"]["validation"], meta["scores"]["validation_untrained"]
     print(json.dumps({"wall_time_s": meta["wall_time_s"], "train_loss": meta["scores"]["train_loss_last_steps"],
                       "validation": v}, indent=1))
@@ -303,6 +396,13 @@ def main(argv=None) -> int:
     print(f"held-out CRPS {v['crps']:.4f} vs untrained {u['crps']:.4f} vs persistence {v['persistence_crps']:.4f}")
     print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.2f} MB) and {a.sample_out} "
           f"({a.sample_out.stat().st_size / 1e6:.2f} MB)")
+    pr = meta["scores"]["validation_predictability"]
+    print(f"held-out R2 of the change: low band (l 1-8) {_fmt(pr['low_band_r2'])}, largest over l >= "
+          f"{pr['top_quarter_from']} {_fmt(pr['top_quarter_r2_max'])}")
+    if a.noisy and not max(pr["top_quarter_r2_max"]) < NOISY_R2_MAX:
+        print(f"NOT IN THE NOISY REGIME: the model's R2 reaches {max(pr['top_quarter_r2_max']):.3f} over the top quarter "
+              f"of degrees (need < {NOISY_R2_MAX})", file=sys.stderr)
+        return 3
     return 0
 
 

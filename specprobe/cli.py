@@ -311,8 +311,14 @@ def grad_by_l(
     wandb_project: Optional[str] = _wandb_option(),
     other_params: str = _other_params_option(),
     moment_elements: str = _moment_elements_option(),
+    r2_threshold: float = typer.Option(0.1, "--r2-threshold", help="Noise-dominated degrees: the model's R2 of the "
+                                       "change from the input state is below this (default 0.1: < 10% explained)."),
+    min_change: float = typer.Option(0.1, "--min-change", help="...and the target's one-step change is at least this "
+                                     "fraction of the state's power at that degree (keeps slow large scales out)."),
 ):
-    """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l."""
+    """Backpropagate the energy score (baseline and whitened) and bin the filter gradients by degree l.
+
+    CHECKPOINTS may name a bundled model: bundled (= bundled:swe, the default) or bundled:noisy."""
     from .probing.api import probe
     from .report.files import prepare_out_dir, write_json
     from .report.results import load_result
@@ -332,7 +338,7 @@ def grad_by_l(
                         energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
                         degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp, threads=threads, other_params=other_params,
-                        moment_elements=moments,
+                        moment_elements=moments, r2_threshold=r2_threshold, min_change=min_change,
                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
                         **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
                         **_model_options(grid, scale_factor))

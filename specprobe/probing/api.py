@@ -8,6 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
+from ..spectral.predictability import DEFAULT_MIN_CHANGE, DEFAULT_R2_THRESHOLD
 from .engine import DEFAULT_MOMENT_ELEMENTS, LossSettings, configure_cpu_threads, resolve_device, run_probe
 from .result import ProbeResult
 
@@ -42,7 +43,8 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
           trust_checkpoint: bool = False, degree_axis: dict | None = None, progress=None,
           command_line: list[str] | None = None, timestamp: bool = True, threads: int | None = None,
           other_params: str = "all", moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS,
-          distributed: bool = True, **target_options) -> ProbeResult:
+          distributed: bool = True, r2_threshold: float = DEFAULT_R2_THRESHOLD,
+          min_change: float = DEFAULT_MIN_CHANGE, **target_options) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
     checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
@@ -57,6 +59,9 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     moment_elements: per-degree parameters with more elements per degree keep per-element second
     moments (GSNR, Adam step) at a seeded sample of this many columns, with standard errors in the
     result; None keeps them everywhere (exact; 4 more bytes per element per variant).
+
+    r2_threshold, min_change: a degree is noise-dominated when the model's R2 of the change there is below
+    ``r2_threshold`` and the change is at least ``min_change`` of the state's power (result.predictability).
 
     Under torchrun (``distributed=True``, the default) the samples are split over the ranks and
     every rank returns the same result, that of all samples; ``distributed=False`` probes all
@@ -83,7 +88,8 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                          degree_axis_overrides=degree_axis, **target_options)
     result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                        batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress,
-                       other_params=other_params, shard=shard, moment_elements=moment_elements)
+                       other_params=other_params, shard=shard, moment_elements=moment_elements,
+                       r2_threshold=r2_threshold, min_change=min_change)
     adam = getattr(target, "adam_by_l", None)
     if adam is not None:
         result.adam_by_l = adam() or {}
@@ -100,6 +106,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
                     "cpu_threads": n_threads, "other_params": other_params,
                     "moment_elements": moment_elements if moment_elements is not None else "all",
+                    "r2_threshold": r2_threshold, "min_change": min_change,
                     **{k: v for k, v in target_options.items() if v is not None}},
         "seed": seed,
         "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},

@@ -250,6 +250,7 @@ def _collectors(acc) -> dict:
     cols = {"target_power": acc.target_power, "pred_power": acc.pred_power, "skill_rows": acc.skill_rows,
             "spread_rows": acc.spread_rows}
     cols.update({f"factor:{k}": v for k, v in acc.factors.items()})
+    cols.update({f"extra:{k}": v for k, v in (getattr(acc, "extra_collectors", None) or {}).items()})
     return cols
 
 

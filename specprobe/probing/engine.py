@@ -31,6 +31,16 @@ from ..spectral import (
     to_spectral,
     weighted_loss_terms,
 )
+from ..spectral.predictability import (
+    CONVENTIONS as PREDICTABILITY_CONVENTIONS,
+    DEFAULT_MIN_CHANGE,
+    DEFAULT_R2_THRESHOLD,
+    SUM_KEYS,
+    Predictability,
+    band_r2,
+    predictability_sums,
+    weight_share,
+)
 from ..spectral.stats import band_mean
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
 from .memory import GraphSizer, check_fits
@@ -137,7 +147,8 @@ def configure_cpu_threads(threads: int | None = None, *, processes: int = 1) -> 
 def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
               batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
               progress: Callable[[int, int], None] | None = None, other_params: str = "all",
-              shard=None, moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS) -> ProbeResult:
+              shard=None, moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS,
+              r2_threshold: float = DEFAULT_R2_THRESHOLD, min_change: float = DEFAULT_MIN_CHANGE) -> ProbeResult:
     """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point.
 
     other_params: which variants also take gradients of the non-spectral parameters (reported as
@@ -147,6 +158,8 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     per-element second moment (GSNR, steady-state Adam step) at a seeded sample of that many columns
     (the same at every degree and in every variant); None keeps it everywhere (exact, 4 more bytes per
     element per variant). Means, gradient norms, cosines and switch steps are always exact.
+    r2_threshold, min_change: when a degree counts as noise-dominated (specprobe.spectral.predictability):
+    R2 below ``r2_threshold`` and the target's change at least ``min_change`` of the state's power there.
     ``shard`` (distributed runs, :class:`specprobe.probing.distributed.Shard`): this process probes
     only the batches ``shard.takes(batch_index)`` accepts, then ``shard.reduce_probe`` sums the
     accumulators over processes, so the summary is that of all batches.
@@ -199,7 +212,9 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     n_done = 0
     started = time.perf_counter()
 
-    acc = _Accumulators(moments, out_grad_sq, factors, target_power, pred_power, skill_rows, spread_rows, loss_sums)
+    acc = _Accumulators(moments, out_grad_sq, factors, target_power, pred_power, skill_rows, spread_rows, loss_sums,
+                        extra_collectors={"predictability": SampleCollector(),
+                                          **{f"es_by_l:{c.name}": SampleCollector() for c in configs}})
     for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
         if shard is not None and not shard.takes(batch_index):
             continue
@@ -226,7 +241,10 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                       skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
                       elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view,
-                      sampling=_sampling_provenance(params, samples, moment_elements, seed))
+                      sampling=_sampling_provenance(params, samples, moment_elements, seed),
+                      predictability=_predictability(acc, configs, list(target.channel_names), band_list, n_ensemble,
+                                                     n_done, r2_threshold=r2_threshold, min_change=min_change,
+                                                     reference=getattr(target, "persistence", None) is not None))
 
 
 def element_samples(params, per_degree: int | None, seed: int) -> dict:
@@ -277,6 +295,10 @@ class _Accumulators:
     skill_rows: SampleCollector
     spread_rows: SampleCollector
     loss_sums: dict
+    # One row per batch each, summed over ranks like the collectors above (distributed._collectors):
+    # "predictability" (1, 5, C, L) powers (spectral.predictability.SUM_KEYS), "es_by_l:<variant>" (1, C, L)
+    # the sum over the batch's samples of fme's per-degree energy-score contribution.
+    extra_collectors: dict = None
 
 
 def loss_steps(target, batch, *, n_ensemble: int, seed: int) -> list[tuple]:
@@ -317,6 +339,11 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
         w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
         acc.skill_rows.add((skill * w).sum(-1))
         acc.spread_rows.add((spread * w).sum(-1))
+        if acc.extra_collectors is not None:
+            ref = persistence_of(target, batch)
+            ref_hat = None if ref is None else to_spectral(ref.to(tgt_hat.device, gen.dtype), grid=target.loss_grid)
+            sums = predictability_sums(gen_hat, tgt_hat, ref_hat)
+            acc.extra_collectors["predictability"].add(torch.stack([sums[k] for k in SUM_KEYS])[None])
     gen_hats = [step[1] for step in steps]
     for k, cfg in enumerate(configs):
         whitening = cfg.build()
@@ -331,6 +358,9 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
             per_sample = weight * step_loss if per_sample is None else per_sample + weight * step_loss
         if factor is not None:
             acc.factors[cfg.name].add(factor[..., 0])
+        if acc.extra_collectors is not None:  # the last loss step's, as the other diagnostics
+            with torch.no_grad():
+                acc.extra_collectors[f"es_by_l:{cfg.name}"].add(terms.per_degree.detach()[None] * b)
         acc.loss_sums[cfg.name] += float(per_sample.detach().sum())
         for s in range(b):
             last = k == len(configs) - 1 and s == b - 1  # the graph's buffers go with the last backward
@@ -349,9 +379,50 @@ def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accu
     return b
 
 
+def persistence_of(target, batch):
+    """The target's persistence reference (B, 1, C, H, W) in loss space, or None (no such method / none)."""
+    method = getattr(target, "persistence", None)
+    return None if method is None else method(batch)
+
+
+def _predictability(acc, configs, channels, band_list, n_ensemble, n_done, *, r2_threshold, min_change,
+                    reference: bool) -> dict:
+    """Predictability by degree and the energy-score weight on noise-dominated degrees (result.predictability)."""
+    rows = acc.extra_collectors["predictability"].rows if acc.extra_collectors else []
+    if not rows or n_done == 0:
+        return {}
+    total = np.concatenate(rows, axis=0).sum(axis=0)  # (5, C, L)
+    sums = dict(zip(SUM_KEYS, total))
+    pred = Predictability.from_sums(sums, n_ensemble=n_ensemble, r2_threshold=r2_threshold, min_change=min_change)
+    out = pred.to_dict(channels)
+    out["reference"] = ("persistence: the input state of the probed step (target.persistence)" if reference
+                        else "none (the model family gives no persistence reference)")
+    out["bands"] = {}
+    for i, ch in enumerate(channels):
+        out["bands"][ch] = {}
+        for b in band_list:
+            sl = slice(b.lo, b.hi + 1)
+            err, spr = float(sums["error"][i, sl].sum()), float(sums["spread"][i, sl].sum())
+            ss = math.sqrt((1 + 1 / n_ensemble) * spr / err) if n_ensemble > 1 and err > 0 else math.nan
+            out["bands"][ch][b.name] = {"r2": band_r2(sums, i, b.lo, b.hi, n_ensemble=n_ensemble), "spread_skill": ss,
+                                        "noise_dominated": int(pred.noise_dominated[i, sl].sum()),
+                                        "degrees": b.hi - b.lo + 1}
+    out["es_weight_by_l"], out["es_weight_share"] = {}, {}
+    for cfg in configs:
+        es_rows = acc.extra_collectors.get(f"es_by_l:{cfg.name}")
+        if es_rows is None or not es_rows.rows:
+            continue
+        per_degree = np.concatenate(es_rows.rows, axis=0).sum(axis=0) / n_done  # (C, L): fme's per_degree, mean
+        out["es_weight_by_l"][cfg.name] = {ch: per_degree[i].tolist() for i, ch in enumerate(channels)}
+        out["es_weight_share"][cfg.name] = weight_share(per_degree, pred.noise_dominated)
+    out["noise_dominated_count"] = int(pred.noise_dominated.sum())
+    out["conventions"] = PREDICTABILITY_CONVENTIONS
+    return out
+
+
 def _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
                skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees, *, elapsed, loss,
-               opt_view, sampling) -> ProbeResult:
+               opt_view, sampling, predictability=None) -> ProbeResult:
     channels = list(target.channel_names)
     degrees = list(range(n_degrees))
     grad_by_l, gsnr_by_l, layer_stats, other, nonfinite, stats, out_grad = {}, {}, {}, {}, {}, {}, {}
@@ -446,6 +517,7 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
         direction_cosine_by_l=opt_view["direction_cosine_by_l"],
         adam_step_by_l=opt_view["adam_step_by_l"],
         switch_step_by_l=opt_view["switch_step_by_l"],
+        predictability=predictability or {},
     )
 
 

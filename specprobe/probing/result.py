@@ -102,6 +102,10 @@ class ProbeResult:
     switch_step_by_l: dict = field(default_factory=dict)  # {"variants": {variant: {...}}, "fade": {...}} (Adam state only)
     # Standard error of gsnr_by_l where second moments are sampled (0: exact; provenance "moment_sampling").
     gsnr_stderr_by_l: dict = field(default_factory=dict)  # {variant: [...]}
+    # Predictability by degree (optional: files written before it load with it empty); see
+    # specprobe.spectral.predictability: {r2_threshold, min_change, n_ensemble, reference, channels: {ch: {r2, ...}},
+    # bands, es_weight_by_l: {variant: {ch: [...]}}, es_weight_share: {variant: share}, noise_dominated_count}
+    predictability: dict = field(default_factory=dict)
     schema: str = SCHEMA
 
     @property
@@ -130,7 +134,8 @@ class ProbeResult:
         kwargs = {k: v for k, v in d.items() if k in names}
         for k in ("grad_by_l", "gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",
                   "prediction_power_by_l", "es_skill_spread_by_l", "stats", "layer_stats", "adam_by_l",
-                  "direction_cosine_by_l", "adam_step_by_l", "switch_step_by_l", "gsnr_stderr_by_l"):
+                  "direction_cosine_by_l", "adam_step_by_l", "switch_step_by_l", "gsnr_stderr_by_l",
+                  "predictability"):
             if k in kwargs:
                 kwargs[k] = _unclean(kwargs[k])
         for k in ("gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",

@@ -68,6 +68,12 @@ def probe_series(paths, *, on_start=None, on_result=None, **probe_kwargs) -> lis
     return list(zip(files, shard.gather_taken(mine)))
 
 
+def summary_columns(predictability):
+    from ..spectral.predictability import summary_columns as columns
+
+    return columns(predictability)
+
+
 def series_summary(items: list[tuple[Path, ProbeResult]], result_files: list[str] | None = None) -> dict:
     """result_files: each checkpoint's result.json relative to series.json, so the series can be reloaded whole."""
     rows = []
@@ -80,7 +86,8 @@ def series_summary(items: list[tuple[Path, ProbeResult]], result_files: list[str
                      "high_band_share": high_band_share(r), "decline_ratio": r.stats["baseline"]["decline_ratio"],
                      "gsnr_band_median": r.stats["baseline"].get("gsnr_band_median", {}),
                      "high_band_boost": {v: b.get("high") for v, b in r.stats.get("boost", {}).items()},
-                     "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})}})
+                     "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})},
+                     "predictability": summary_columns(r.predictability)})
         if result_files is not None:
             rows[-1]["result"] = result_files[i]
     return {"schema": "specprobe.series/1", "rows": rows}

@@ -9,7 +9,8 @@ from ..probing.result import SCHEMA, ProbeResult, epoch_of
 from ..probing.sweep import optimizer_columns
 from .figures import _COLORS, add_km_axis, new_figure, plain_log_ticks, save_figure
 from .files import read_result_json
-from .tables import _num, _short
+from ..spectral.predictability import summary_columns
+from .tables import _num, _pct, _short
 
 NORMALIZE = ("none", "low-band", "total")
 
@@ -55,6 +56,7 @@ def compare_rows(results, labels) -> list[dict]:
             "gsnr_band_median": base.get("gsnr_band_median", {}),
             "optimizer": (r.optimizer or {}).get("name"),
             "optimizer_view": {v: optimizer_columns(r, v) for v in r.stats.get("boost", {})},
+            "predictability": summary_columns(r.predictability),
         })
     return rows
 
@@ -63,15 +65,23 @@ def compare_table(rows: list[dict]):
     from rich.table import Table
 
     t = Table(title="Compared probes (baseline curve)")
+    has_pred = any(r.get("predictability") for r in rows)
     for col in ("label", "checkpoint", "epoch", "L", "decline", "rho", "slope", "raw high-band boost", "GSNR low/high"):
         t.add_column(col)
+    if has_pred:
+        t.add_column("noise degrees")
+        t.add_column("ES weight on noise")
     for r in rows:
+        pred = r.get("predictability") or {}
+        extra = ([str(pred.get("noise_dominated", "—")),
+                  ", ".join(f"{_short(k)}: {_pct(v)}" for k, v in (pred.get("es_weight_share") or {}).items()) or "—"]
+                 if has_pred else [])
         boosts = ", ".join(f"{k.replace('per_sample', 'ps')}: {_num(v, '{:.2f}x')}" for k, v in r["high_band_boost"].items())
         gs = r["gsnr_band_median"]
         t.add_row(r["label"], str(r["checkpoint"]), str(r["epoch"] if r["epoch"] is not None else "—"),
                   str(r["lmax"]), _num(r["decline_ratio"], "{:.2f}"), _num(r["spearman_rho"], "{:+.2f}"),
                   _num(r["loglog_slope"], "{:+.2f}"), boosts or "—",
-                  f"{_num(gs.get('low'))} / {_num(gs.get('high'))}" if gs else "—")
+                  f"{_num(gs.get('low'))} / {_num(gs.get('high'))}" if gs else "—", *extra)
     return t
 
 

@@ -254,6 +254,60 @@ def figure_adam_by_l(result: ProbeResult):
     return fig
 
 
+def figure_predictability(result: ProbeResult):
+    """R2 of the change by degree per channel, noise-dominated degrees marked, whitening factor on a second
+    axis; right: where each variant's energy-score weight lands by degree (share of the total)."""
+    p = result.predictability or {}
+    chans = p.get("channels") or {}
+    fig, (ax, ax_w) = new_figure(1, 2, figsize=(13, 4.8))
+    fig.subplots_adjust(wspace=0.35)
+    thr = p.get("r2_threshold", 0.1)
+    ax.axhline(thr, color="0.4", lw=0.8, ls=":")
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    variants = [v for v in result.variant_names if v in result.whitening_factor_by_l]
+    ax_f = ax.twinx() if variants else None
+    for ci, (ch, c) in enumerate(chans.items()):
+        color = _COLORS[(ci + 1) % len(_COLORS)]
+        r2 = np.asarray(c.get("r2") or [], dtype=float)
+        l = np.arange(r2.size)
+        ax.plot(l[1:], r2[1:], color=color, lw=1.8, label=f"{ch}: R2")
+        flagged = np.asarray(c.get("noise_dominated") or [], dtype=int)
+        if flagged.size:
+            ax.plot(flagged, np.clip(r2[flagged], -1, 1), "o", ms=3, color=color, alpha=0.7)
+        if ax_f is not None:
+            f = np.asarray(result.whitening_factor_by_l[variants[-1]][ch]["mean"], dtype=float)
+            ax_f.plot(np.arange(f.size), f, color=color, lw=1, ls="--", label=f"{ch}: factor")
+    ax.set_ylim(-1.0, 1.05)
+    ax.set_xlabel("degree l (loss SHT)")
+    ax.set_ylabel("R2 of the change from the input state (clipped at -1)")
+    ax.set_title(f"predictability; dots: noise-dominated (R2 < {thr:g}, change >= {p.get('min_change', 0.1):g} of state)"
+                 + (f"\ndashed, right axis: whitening factor of {variants[-1]}" if variants else ""), fontsize=9)
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=7, loc="lower left")
+    if ax_f is not None:
+        ax_f.set_yscale("log")
+        ax_f.set_ylabel("whitening factor (mean over samples)")
+    shares = p.get("es_weight_share") or {}
+    for vi, (name, per_ch) in enumerate((p.get("es_weight_by_l") or {}).items()):
+        w = np.sum([np.asarray(v, dtype=float) for v in per_ch.values()], axis=0)
+        total = np.nansum(w)
+        if not total:
+            continue
+        ax_w.plot(np.arange(w.size), w / total, color=_COLORS[vi % len(_COLORS)], lw=1.6,
+                  label=f"{name}: {100 * shares.get(name, math.nan):.0f}% on noise-dominated")
+    noisy = sorted({l for c in chans.values() for l in (c.get("noise_dominated") or [])})
+    for l in noisy:
+        ax_w.axvspan(l - 0.5, l + 0.5, color="0.9", zorder=0, lw=0)
+    ax_w.set_xlabel("degree l (loss SHT)")
+    ax_w.set_ylabel("share of the energy-score loss per degree")
+    ax_w.set_title("energy-score weight by degree (fme's per-degree contribution, all channels);\n"
+                   "grey: degrees noise-dominated in some channel", fontsize=9)
+    ax_w.grid(True, alpha=0.25)
+    ax_w.legend(fontsize=7)
+    fig.suptitle(_title(result), fontsize=10)
+    return fig
+
+
 # name -> (figure function, does this result have what it draws?). The CLI writes every available
 # one as NAME.FMT; the Python API returns the same Figure from result.plot(NAME).
 FIGURES = {
@@ -262,6 +316,8 @@ FIGURES = {
     "gsnr_by_l": (figure_gsnr_by_l, lambda r: True),
     "adam_by_l": (figure_adam_by_l, lambda r: bool(r.adam_by_l.get("parameters"))),
     "direction_by_l": (figure_direction_by_l, lambda r: len(r.direction_cosine_by_l) > 1),
+    "predictability_by_l": (figure_predictability,
+                            lambda r: any(c.get("has_reference") for c in ((r.predictability or {}).get("channels") or {}).values())),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .figures import _COLORS, new_figure
-from .tables import _num
+from .tables import _num, _pct
 
 
 def _floats(values) -> list[float]:
@@ -56,17 +56,25 @@ def series_table(summary: dict):
     t = Table(title="Series: baseline filter gradient across checkpoints; raw boost, Adam step ratio and direction "
                     "cosine of the first whitening variant")
     t.add_column("checkpoint", min_width=16, overflow="fold")
+    has_pred = any(r.get("predictability") for r in summary["rows"])
     for col in ("epoch", "high\nshare", "decline", "GSNR\nlow/high", "raw\nhigh", "Adam\nhigh", "cos\nlow/high"):
         t.add_column(col, no_wrap=True, justify="right")
+    if has_pred:
+        t.add_column("noise\ndegrees", no_wrap=True, justify="right")
+        t.add_column("ES weight on noise\nbase/whitened", no_wrap=True, justify="right")
     for r in summary["rows"]:
         gs = r["gsnr_band_median"]
         first = next(iter(r["high_band_boost"]), None)
         ov = (r.get("optimizer_view") or {}).get(first) or {}
         cos = ov.get("direction_cosine", {})
         shown = Path(r["checkpoint"])
+        pred = r.get("predictability") or {}
+        shares = pred.get("es_weight_share") or {}
+        extra = ([str(pred.get("noise_dominated", "—")), f"{_pct(shares.get('baseline'))}/{_pct(shares.get(first))}"]
+                 if has_pred else [])
         t.add_row(f"{shown.parent.name}/{shown.name}", str(r["epoch"]), _num(r["high_band_share"], "{:.4f}"),
                   _num(r["decline_ratio"], "{:.2f}"), f"{_num(gs.get('low'))}/{_num(gs.get('high'))}",
                   _num(r["high_band_boost"].get(first), "{:.2f}x"),
                   _num(ov.get("adam_step_ratio", {}).get("high"), "{:.2f}x"),
-                  f"{_num(cos.get('low'), '{:.2f}')}/{_num(cos.get('high'), '{:.2f}')}")
+                  f"{_num(cos.get('low'), '{:.2f}')}/{_num(cos.get('high'), '{:.2f}')}", *extra)
     return t

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .figures import _COLORS, new_figure
-from .tables import _num
+from .tables import _num, _pct
 
 
 def sweep_table(sweep: dict):
@@ -20,16 +20,38 @@ def sweep_table(sweep: dict):
         t.add_column(f"{b}\npred.", justify="right")
     for b in ("low", "high"):
         t.add_column(f"GSNR\n{b}", justify="right")
+    shares = noise_weight_shares(sweep)
+    if shares:
+        t.add_column("ES weight on\nnoise-dominated", justify="right")
     base = sweep["baseline"]
     t.add_row("base", "—", _num(base["decline_ratio"], "{:.2f}"), *(["1.00x", "1.00x"] * len(bands)),
-              _num(base["gsnr_band_median"].get("low")), _num(base["gsnr_band_median"].get("high")))
+              _num(base["gsnr_band_median"].get("low")), _num(base["gsnr_band_median"].get("high")),
+              *([_pct(shares.get("baseline"))] if shares else []))
     for s in sweep["settings"]:
         row = [f"{s['gamma']:g}", f"{s['eps_frac']:g}", _num(s["decline_ratio"], "{:.2f}")]
         for b in bands:
             row += [_num(s["measured_boost"][b], "{:.2f}x"), _num(s["predicted_boost"][b], "{:.2f}x")]
         row += [_num(s["gsnr_band_median"].get("low")), _num(s["gsnr_band_median"].get("high"))]
+        if shares:
+            row.append(_pct(shares.get(s["name"])))
         t.add_row(*row)
+    if shares:
+        cols = _predictability_of(sweep)
+        t.caption = (f"ES weight on noise-dominated degrees: share of fme's per-degree energy-score contribution on "
+                     f"the {cols.get('noise_dominated')} (channel, degree) pairs where the model's R2 of the change is "
+                     f"< {cols.get('r2_threshold'):g} (and the change >= {cols.get('min_change'):g} of the state)")
     return t
+
+
+def _predictability_of(sweep: dict) -> dict:
+    from ..spectral.predictability import summary_columns
+
+    return summary_columns((sweep.get("probe") or {}).get("predictability"))
+
+
+def noise_weight_shares(sweep: dict) -> dict:
+    """{variant name: share of the energy-score weight on noise-dominated degrees}; empty for older sweeps."""
+    return _predictability_of(sweep).get("es_weight_share") or {}
 
 
 def sweep_optimizer_table(sweep: dict):
@@ -57,9 +79,21 @@ def sweep_report(sweep: dict):
     settings carry its statistics."""
     from .tables import _report_class
 
+    from rich.text import Text
+
+    from ..probing.result import ProbeResult
+    from .tables import predictability_lines
+
     tables = [sweep_table(sweep)]
     if any("adam_step_ratio" in s for s in sweep["settings"]):
         tables.append(sweep_optimizer_table(sweep))
+    probe = sweep.get("probe")
+    if isinstance(probe, dict) and (probe.get("predictability") or {}).get("channels"):
+        try:
+            lines = predictability_lines(ProbeResult.from_dict(probe))
+        except (ValueError, TypeError, KeyError):
+            lines = []
+        tables += [Text(line, style="bold") for line in lines]
     return _report_class()(*tables)
 
 

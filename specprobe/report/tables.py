@@ -152,12 +152,103 @@ def interpretation(result: ProbeResult, name: str, view: dict, adaptive: bool) -
     return f"{size}{transient}, and it barely changes their direction (every cosine >= 0.9)."
 
 
+def degree_ranges(degrees) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    out, run = [], []
+    for l in sorted(int(d) for d in degrees):
+        if run and l == run[-1] + 1:
+            run.append(l)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [l]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out) if out else "none"
+
+
+def _pct(x) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{100 * x:.0f}%" if abs(x) >= 0.01 or x == 0 else f"{100 * x:.1f}%"
+
+
+def predictability_lines(result: ProbeResult) -> list[str]:
+    """Which degrees the model cannot predict (noise-dominated) and how much energy-score weight lands there."""
+    p = result.predictability or {}
+    chans = p.get("channels") or {}
+    if not chans:
+        return []
+    if not any(c.get("has_reference") for c in chans.values()):
+        return ["predictability: no persistence reference for this model's outputs, so R2 by degree is not available"]
+    thr, minc = p.get("r2_threshold", math.nan), p.get("min_change", math.nan)
+    low = next((b for b in result.bands if b["name"] == "low"), None)
+    flagged = "; ".join(f"{ch} l {degree_ranges(c['noise_dominated'])}" for ch, c in chans.items()
+                        if c.get("has_reference"))
+    parts = [f"predictability (R2 of the change from the input state, per degree): noise-dominated degrees "
+             f"(R2 < {thr:g} and change >= {minc:g} of the state's power): {flagged}"]
+    if low is not None:
+        lows = ", ".join(f"{ch} {_num((p.get('bands') or {}).get(ch, {}).get('low', {}).get('r2'), '{:.2f}')}"
+                         for ch, c in chans.items() if c.get("has_reference"))
+        n_low = sum((p.get("bands") or {}).get(ch, {}).get("low", {}).get("noise_dominated", 0) for ch in chans)
+        high = ", ".join(f"{ch} {_num((p.get('bands') or {}).get(ch, {}).get('high', {}).get('r2'), '{:.2f}')}"
+                         for ch, c in chans.items() if c.get("has_reference"))
+        parts.append(f"R2 low band (l {low['lo']}-{low['hi']}): {lows} ({'none' if n_low == 0 else n_low} flagged); "
+                     f"high band: {high}")
+    missing = [ch for ch, c in chans.items() if not c.get("has_reference")]
+    if missing:
+        parts.append(f"no persistence for {', '.join(missing)} (not model inputs)")
+    lines = ["; ".join(parts)]
+    shares = p.get("es_weight_share") or {}
+    base = shares.get("baseline")
+    whitened = [(v, x) for v, x in shares.items() if v != "baseline"]
+    if shares:
+        if whitened:
+            lines.append("; ".join(f"{_label(v)} puts {_pct(x)} of the energy-score weight on degrees where the model "
+                                   f"explains < {100 * thr:.0f}% of the change (baseline {_pct(base)})"
+                                   for v, x in whitened))
+        else:
+            lines.append(f"baseline puts {_pct(base)} of the energy-score weight on degrees where the model explains "
+                         f"< {100 * thr:.0f}% of the change")
+    return lines
+
+
+def predictability_table(result: ProbeResult):
+    """Per channel and band: R2 of the change, spread/skill, noise-dominated degrees; ES weight shares below."""
+    from rich.table import Table
+
+    p = result.predictability or {}
+    chans = p.get("channels") or {}
+    t = Table(title=f"Predictability by degree band (R2 of the change from the input state, band power-weighted; "
+                    f"noise-dominated: R2 < {p.get('r2_threshold', math.nan):g}, change >= "
+                    f"{p.get('min_change', math.nan):g} of the state)")
+    t.add_column("channel")
+    for b in result.bands:
+        t.add_column(f"{b['name']} l {b['lo']}–{b['hi']}\nR2 · spread/skill · noise", justify="right")
+    for ch, c in chans.items():
+        row = [ch]
+        for b in result.bands:
+            v = (p.get("bands") or {}).get(ch, {}).get(b["name"], {})
+            if not c.get("has_reference"):
+                row.append("no reference")
+                continue
+            row.append(f"{_num(v.get('r2'), '{:.2f}')} · {_num(v.get('spread_skill'), '{:.2f}')} · "
+                       f"{v.get('noise_dominated', 0)}/{v.get('degrees', '?')}")
+        t.add_row(*row)
+    shares = p.get("es_weight_share") or {}
+    if shares:
+        t.caption = "energy-score weight on noise-dominated degrees: " + ", ".join(
+            f"{_short(v)} {_pct(x)}" for v, x in shares.items())
+    return t
+
+
 def verdict(result: ProbeResult) -> list[str]:
     """Leads with what changes under the checkpoint's training optimizer, then the raw gradient (labelled raw),
     then, for a deterministic model, that its ensemble members are identical."""
     opt_view = result.stats.get("optimizer_view") or {}
     views = opt_view.get("variants") or {}
     extra = [line for line in (deterministic_line(result),) if line]
+    extra = predictability_lines(result) + extra
     if not views:  # files written before the optimizer-aware statistics
         return _raw_lines(result) + extra
     opt = opt_view.get("optimizer") or {}
@@ -294,6 +385,8 @@ def grad_by_l_report(result: ProbeResult):
     if (result.stats.get("optimizer_view") or {}).get("variants"):
         parts.append(optimizer_table(result))
     parts += [band_table(result), layer_table(result)]
+    if (result.predictability or {}).get("channels"):
+        parts.append(predictability_table(result))
     if result.adam_by_l.get("parameters"):
         parts.append(adam_table(result))
     parts += [Text(line, style="red") for line in nonfinite_lines(result)]
