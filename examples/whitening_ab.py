@@ -4,6 +4,8 @@
     python examples/whitening_ab.py --steps 300 --seeds 0,1,2,3 --out /tmp/ab.json
     python examples/whitening_ab.py --seeds 1 --out s1.json   # one seed per process (a busy shared box),
     python examples/whitening_ab.py --merge s0.json s1.json s2.json --out whitening_ab.json   # then merge
+    python examples/whitening_ab.py --checkpoint bundled:noisy --gammas 0.2,0.5,0.8,1 --seeds 0 --out n0.json
+                                                          # a gamma sweep (every gamma an arm) on the noisy model
 
 Each seed fine-tunes the bundled shallow-water SFNO from its checkpoint twice -- baseline loss and
 whitened loss (gamma 0.5) -- with the run's own recipe (0.9 CRPS + 0.1 energy score, ensemble of 2,
@@ -33,6 +35,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--n-train", type=int, default=60)
     ap.add_argument("--whitening", default="per_sample:gamma=0.5")
+    ap.add_argument("--gammas", default=None, help="A gamma sweep: one whitened arm per gamma (eps_frac 0.02), "
+                    "e.g. 0.2,0.5,0.8,1 (gamma 0 is the baseline arm, always run); overrides --whitening.")
+    ap.add_argument("--checkpoint", default=None, help="Checkpoint or bundled name (default: bundled, the "
+                    "noise-free model; bundled:noisy: the model whose small scales are noise).")
+    ap.add_argument("--rollout-steps", type=int, default=0, help="Also roll the checkpoint and every arm out "
+                    "this many steps from 4 held-out states (rollout health); 0: off.")
     ap.add_argument("--eval-steps", default="10,50")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-dir", default=None)
@@ -55,8 +63,17 @@ def main(argv=None) -> int:
 
     configure_cpu_threads(a.threads)
     t_start = time.time()
-    target = load_target()
+    target = load_target(a.checkpoint)
     train_pool, eval_pool = target.lookahead_pools(n_train=a.n_train, cache_dir=a.cache_dir)
+    variants = ([f"per_sample:gamma={g.strip()}" for g in a.gammas.split(",") if g.strip()] if a.gammas
+                else [a.whitening])
+    rollout = None
+    if a.rollout_steps:
+        from specprobe.probing.rollout_health import RolloutSettings, build_rollout_set
+
+        rs = RolloutSettings(steps=a.rollout_steps)
+        rollout = {"settings": rs, "set": build_rollout_set(target, None, settings=rs, cache_dir=a.cache_dir,
+                                                            avoid=[train_pool])}
     print(f"data: {train_pool.size} training pairs, {eval_pool.size} held-out pairs "
           f"({time.time() - t_start:.0f} s)", flush=True)
     eval_steps = tuple(int(x) for x in a.eval_steps.split(",") if x.strip())
@@ -64,15 +81,16 @@ def main(argv=None) -> int:
     for seed in (int(x) for x in a.seeds.split(",")):
         t0 = time.time()
         s = LookaheadSettings(steps=a.steps, batch_size=a.batch_size, repeats=0, seed=seed)
-        r = run_lookahead(target, train_pool, eval_pool, variants=[a.whitening], settings=s, eval_steps=eval_steps)
+        r = run_lookahead(target, train_pool, eval_pool, variants=variants, settings=s, eval_steps=eval_steps,
+                          **({"rollout": rollout} if rollout is not None else {}))
         runs.append(r)
         t = r["table"]
-        arm = r["arms"][1]["name"]
-        print(f"seed {seed}: {time.time() - t0:.0f} s; whitened - baseline (rel. to checkpoint), energy score "
-              + ", ".join(f"{b}: {t['energy_score'][b]['arms'][arm]['vs_baseline']:+.2%}" for b in t["energy_score"]),
-              flush=True)
+        for arm in (x["name"] for x in r["arms"][1:]):
+            print(f"seed {seed}: {time.time() - t0:.0f} s; {arm} - baseline (rel. to checkpoint), energy score "
+                  + ", ".join(f"{b}: {t['energy_score'][b]['arms'][arm]['vs_baseline']:+.2%}" for b in t["energy_score"]),
+                  flush=True)
     summary = summarise(runs, eval_steps + (a.steps,))
-    out = {"schema": "specprobe.whitening-ab/1", "settings": vars(a) | {"out": str(a.out)},
+    out = {"schema": "specprobe.whitening-ab/1", "settings": vars(a) | {"out": str(a.out), "variants": variants},
            "summary": summary, "runs": runs, "wall_time_s": round(time.time() - t_start, 1),
            "machine": f"{a.threads} torch thread(s)"}
     write_json(a.out, _clean(out))
@@ -100,33 +118,38 @@ def merge(paths, out) -> int:
 
 
 def plot(ab: dict, path, short: dict | None) -> None:
-    """Per degree (l >= 1): (whitened - baseline) / checkpoint after the A/B's last step, mean and range over
-    seeds; a short lookahead's difference times (A/B steps / its steps) on top: linear extrapolation."""
+    """Per degree (l >= 1): (whitened - baseline) / checkpoint after the A/B's last step, mean over seeds (range
+    shaded when one arm), per whitened arm; a short lookahead's difference times (A/B steps / its steps) on top:
+    linear extrapolation."""
     import numpy as np
 
-    from specprobe.report.figures import _plt, _save, add_km_axis
+    from specprobe.report.figures import _COLORS, add_km_axis, new_figure, save_figure
 
-    plt = _plt()
     metrics = (("energy_score", "energy score (unwhitened)"), ("mse", "ensemble-mean squared error"),
                ("power_ratio", "power ratio pred/target"))
-    fig, axes = plt.subplots(1, 3, figsize=(15.5, 4.4))
+    fig, axes = new_figure(1, 3, figsize=(15.5, 4.4))
     n_steps = ab["settings"]["steps"]
+    names = [a["name"] for a in ab["runs"][0]["arms"][1:]]
     for ax, (m, title) in zip(axes, metrics):
-        diffs = []
-        for r in ab["runs"]:
-            before = np.asarray(r["before"]["per_degree"]["overall"][m], dtype=float)[1:]
-            base, arm = (np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in r["arms"][:2])
-            diffs.append(100 * (arm - base) / np.abs(before))
-        diffs = np.asarray(diffs)
-        ell = np.arange(1, diffs.shape[1] + 1)
-        ax.fill_between(ell, diffs.min(0), diffs.max(0), color="#d95f02", alpha=0.3, lw=0)
-        ax.plot(ell, diffs.mean(0), color="#d95f02", lw=1.5, label=f"A/B, {n_steps} steps ({len(diffs)} seeds, range shaded)")
+        for i, name in enumerate(names):
+            diffs = []
+            for r in ab["runs"]:
+                before = np.asarray(r["before"]["per_degree"]["overall"][m], dtype=float)[1:]
+                arms = {a["name"]: np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in r["arms"]}
+                diffs.append(100 * (arms[name] - arms[r["arms"][0]["name"]]) / np.abs(before))
+            diffs = np.asarray(diffs)
+            ell = np.arange(1, diffs.shape[1] + 1)
+            color = _COLORS[(i + 1) % len(_COLORS)]
+            if len(names) == 1:
+                ax.fill_between(ell, diffs.min(0), diffs.max(0), color=color, alpha=0.3, lw=0)
+            ax.plot(ell, diffs.mean(0), color=color, lw=1.5,
+                    label=f"{name.replace('per_sample', 'ps')}, {n_steps} steps ({len(diffs)} seeds)")
         if short is not None:
             k = short["settings"]["steps"]
             before = np.asarray(short["before"]["per_degree"]["overall"][m], dtype=float)[1:]
             base, arm = (np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in short["arms"][:2])
-            ax.plot(ell, 100 * (arm - base) / np.abs(before) * n_steps / k, color="#1b9e77", lw=1.2, ls="--",
-                    label=f"lookahead, {k} steps, x{n_steps / k:g}")
+            ax.plot(np.arange(1, before.size + 1), 100 * (arm - base) / np.abs(before) * n_steps / k, color="0.3",
+                    lw=1.2, ls="--", label=f"lookahead, {k} steps, x{n_steps / k:g}")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xlabel("degree l")
         ax.set_ylabel("whitened − baseline, % of the checkpoint's value at l")
@@ -134,34 +157,41 @@ def plot(ab: dict, path, short: dict | None) -> None:
         add_km_axis(ax)
         ax.grid(True, alpha=0.25)
         ax.legend(fontsize=7)
-    _save(fig, path, "png")
+    save_figure(fig, path, "png")
 
 
 def summarise(runs: list[dict], steps: tuple) -> dict:
-    """Per metric, band and step: mean and seed-to-seed std of each arm's change and of (whitened - baseline)."""
+    """Per metric, band and step: mean and seed-to-seed std of each arm's change and of (whitened - baseline).
+
+    The first whitened arm's numbers sit at the top level of each step (as with one arm); with several
+    arms (``--gammas``), ``arms`` holds every whitened arm's, by name."""
     import numpy as np
 
-    base, arm = runs[0]["arms"][0]["name"], runs[0]["arms"][1]["name"]
+    base = runs[0]["arms"][0]["name"]
+    names = [a["name"] for a in runs[0]["arms"][1:]]
     out = {}
     for m, per_band in runs[0]["before"]["bands"].items():
         out[m] = {}
         for band in per_band:
             row = {"checkpoint": per_band[band]["overall"]}
             for k in steps:
-                diffs, b_changes, w_changes = [], [], []
-                for r in runs:
-                    ref = r["before"]["bands"][m][band]["overall"]
-                    vals = {}
-                    for a in r["arms"]:
-                        bands = a["bands"] if k == steps[-1] else a["intermediate"][str(k)]
-                        vals[a["name"]] = bands[m][band]["overall"]
-                    diffs.append((vals[arm] - vals[base]) / abs(ref))
-                    b_changes.append((vals[base] - ref) / abs(ref))
-                    w_changes.append((vals[arm] - ref) / abs(ref))
-                row[f"step {k}"] = {"whitened_minus_baseline": float(np.mean(diffs)),
+                per_arm = {}
+                for arm in names:
+                    diffs, b_changes, w_changes = [], [], []
+                    for r in runs:
+                        ref = r["before"]["bands"][m][band]["overall"]
+                        vals = {}
+                        for a in r["arms"]:
+                            bands = a["bands"] if k == steps[-1] else a["intermediate"][str(k)]
+                            vals[a["name"]] = bands[m][band]["overall"]
+                        diffs.append((vals[arm] - vals[base]) / abs(ref))
+                        b_changes.append((vals[base] - ref) / abs(ref))
+                        w_changes.append((vals[arm] - ref) / abs(ref))
+                    per_arm[arm] = {"whitened_minus_baseline": float(np.mean(diffs)),
                                     "seed_std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
                                     "per_seed": diffs, "baseline_vs_checkpoint": float(np.mean(b_changes)),
                                     "whitened_vs_checkpoint": float(np.mean(w_changes))}
+                row[f"step {k}"] = dict(per_arm[names[0]], **({"arms": per_arm} if len(names) > 1 else {}))
             out[m][band] = row
     return out
 

@@ -242,3 +242,31 @@ def test_old_result_without_predictability_loads(tmp_path):
     r = ProbeResult.from_dict(d)
     assert r.predictability == {} and predictability_lines(r) == []
     assert verdict(r)
+
+
+def test_fme_persistence_is_the_prognostic_input_and_diagnostics_have_none(tmp_path):
+    """fme: the reference is the normalised prognostic state one step before the target; an output that is not
+    an input (a diagnostic) has no persistence (NaN rows, reported as missing); the engine reports both."""
+    from conftest import require
+
+    require("fme")
+    import fme_fixtures as ff
+    from specprobe.models.fme.adapter import load_fme_target
+    from specprobe.probing.engine import run_probe
+
+    path = ff.save_current(tmp_path / "best_ckpt.tar", ff.build_stepper(
+        "SphericalFourierNeuralOperatorNet", {"embed_dim": 8, "num_layers": 1}, seed=0))
+    target = load_fme_target(path)
+    batch = next(iter(target.batches(None, n_samples=2, batch_size=2, seed=3)))
+    ref = target.persistence(batch)
+    gen, tgt = target.forward(batch, n_ensemble=2, seed=0)
+    assert ref.shape == tgt.shape
+    names = list(target.fme_step_loss().loss.packer.names)
+    prognostic = set(target.stepper.prognostic_names)
+    for i, n in enumerate(names):
+        assert bool(torch.isnan(ref[:, :, i]).all()) == (n not in prognostic)
+    assert any(n not in prognostic for n in names) and any(n in prognostic for n in names)
+    result = run_probe(target, n_samples=2, n_ensemble=2)
+    chans = result.predictability["channels"]
+    assert {c for c, v in chans.items() if not v["has_reference"]} == {n for n in names if n not in prognostic}
+    assert all(np.isfinite(v["r2"][1:]).all() for v in chans.values() if v["has_reference"])
