@@ -29,34 +29,36 @@ def _default(param) -> str:
     return str(value)
 
 
-def _names(param) -> str:
-    import click
+def _is_option(param) -> bool:
+    # duck-typed: typer ships its own copy of click (typer._click), so click's classes may not match
+    return getattr(param, "param_type_name", "") == "option"
 
-    if isinstance(param, click.Argument):
-        return param.human_readable_name
+
+def _names(param) -> str:
+    if not _is_option(param):
+        return f"`{param.name.upper()}`" + ("..." if getattr(param, "nargs", 1) == -1 else "")
     names = list(param.opts) + [f"/{o}" if not o.startswith("-") else o for o in param.secondary_opts]
     return " / ".join(f"`{n}`" for n in names)
 
 
 def render() -> str:
     """Markdown for every command: usage, help text, and a table of its arguments and options."""
-    import click
     import typer.main
 
     from .cli import app
 
     group = typer.main.get_command(app)
-    ctx = click.Context(group, info_name="specprobe")
+    ctx = group.context_class(group, info_name="specprobe")
     out = [HEADER]
-    globals_ = [p for p in group.params if isinstance(p, click.Option) and not p.hidden]
+    globals_ = [p for p in group.params if _is_option(p) and not p.hidden]
     if globals_:
         out.append("Options before the command: " + "; ".join(
-            f"{_names(p)}: {_cell(p.help or '')}" for p in globals_) + ".\n")
+            f"{_names(p)}: {_cell(p.help or '').rstrip('.')}" for p in globals_) + ".\n")
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
         if cmd is None or cmd.hidden:
             continue
-        sub = click.Context(cmd, info_name=name, parent=ctx)
+        sub = cmd.context_class(cmd, info_name=name, parent=ctx)
         out.append(f"## `specprobe {name}`\n")
         out.append("```\n" + " ".join(cmd.collect_usage_pieces(sub)).join([f"specprobe {name} ", ""]) + "\n```\n")
         if cmd.help:

@@ -57,8 +57,10 @@ def closed_form_gradient(target: GainTarget, n_samples: int) -> np.ndarray:
     """
     x_hat, y_hat = (t.detach().numpy() for t in target.x_hat(n_samples))
     g = target.gain.detach().numpy()[None, :, :, None]
-    L, M = x_hat.shape[-2:]
-    w = np.full(M, 2.0)
+    # fme's (L, M) = (nlat, nlon // 2 + 1), torch-harmonics 0.8.0's defaults; 0.9 returns fewer orders
+    # (the dropped m >= L slots are zero) but the loss still divides by 2 sqrt(L M) of the convention
+    L, M = target.nlat, target.nlon // 2 + 1
+    w = np.full(x_hat.shape[-1], 2.0)
     w[0] = 1.0
     r = g * x_hat - y_hat
     d = np.where(np.abs(r) > 0, np.real(np.conj(r) * x_hat) / np.where(np.abs(r) > 0, np.abs(r), 1), 0.0)

@@ -59,7 +59,7 @@ def test_whitened_variant_matches_closed_form_with_factor():
     w[0] = 1
     safe = np.where(np.abs(r) > 0, np.abs(r), 1.0)  # m > l slots are exactly 0 on both sides
     d = np.where(np.abs(r) > 0, np.real(np.conj(r) * xh) / safe, 0.0)
-    per = (d * w).sum(-1) * f / (2 * math.sqrt(xh.shape[-2] * xh.shape[-1]))
+    per = (d * w).sum(-1) * f / (2 * math.sqrt(target.nlat * (target.nlon // 2 + 1)))  # fme's (L, M)
     expected = np.sqrt(((per.mean(0) / 2) ** 2).sum(0))
     np.testing.assert_allclose(result.grad_by_l[name]["total"], expected, rtol=1e-9)
     factors = result.whitening_factor_by_l[name]["c0"]

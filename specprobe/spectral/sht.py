@@ -56,15 +56,47 @@ class SHTConvention:
         }
 
 
+class _ConventionSHT:
+    """A torch-harmonics ``RealSHT`` whose output always has the convention's (L, M) layout.
+
+    torch-harmonics 0.9 forces lmax = mmax = min(lmax, mmax), so on the usual nlon = 2 nlat grids it
+    returns M = nlat orders instead of fme's nlon // 2 + 1. The orders it drops (m >= L) hold only
+    m > l slots, which are zero; padding them back keeps fme's 2 sqrt(L M) scaling and every (l, m)
+    index as torch-harmonics 0.8.0 (fme's pin) gives them. Dropped degrees could not be restored:
+    that is refused when the transform is built."""
+
+    def __init__(self, sht, n_orders: int):
+        self.sht, self.n_orders = sht, n_orders
+
+    def __call__(self, x):
+        c = self.sht(x)
+        missing = self.n_orders - c.shape[-1]
+        if missing > 0:
+            import torch
+
+            c = torch.nn.functional.pad(c, (0, missing))
+        return c
+
+    def __getattr__(self, name):
+        return getattr(self.sht, name)
+
+
 @functools.lru_cache(maxsize=32)
 def _cached_sht(nlat: int, nlon: int, grid: str, lmax, mmax, device: str, dtype_name: str):
     import torch
     from torch_harmonics.sht import RealSHT
 
-    sht = RealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid, norm="ortho", csphase=True)
+    conv = SHTConvention(nlat, nlon, grid, lmax, mmax)
+    # lmax and mmax explicit: torch-harmonics 0.9 changed the defaults (equiangular lmax (nlat+1)//2)
+    sht = RealSHT(nlat, nlon, lmax=conv.n_degrees, mmax=conv.n_orders, grid=grid, norm="ortho", csphase=True)
+    if sht.lmax < conv.n_degrees:
+        import torch_harmonics
+
+        raise ValueError(f"torch-harmonics {torch_harmonics.__version__} truncates the {nlat}x{nlon} {grid} transform "
+                         f"to {sht.lmax} degrees, not the {conv.n_degrees} of fme's loss (torch-harmonics 0.8.0)")
     # Store the Legendre weights in the working dtype once, so forward() does not recast them.
     sht.weights = sht.weights.to(device=device, dtype=getattr(torch, dtype_name))
-    return sht
+    return _ConventionSHT(sht, conv.n_orders)
 
 
 def real_sht(nlat: int, nlon: int, *, grid: str = LOSS_GRID, lmax: int | None = None,
