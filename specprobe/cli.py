@@ -589,18 +589,33 @@ def coupling(
 @_guard
 def lookahead(
     checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled model)."),
-    whitening: Optional[list[str]] = typer.Option(None, "--whitening", help="Arm besides the baseline; repeatable "
-                                                  "(default: per_sample, gamma 0.5)."),
-    steps: int = typer.Option(10, "--steps", help="Optimizer steps per arm."),
+    gamma: Optional[str] = typer.Option(None, "--gamma", help="The lookahead sweep: comma-separated whitening "
+                                        "exponents in [0, 1], 0 = the baseline arm (default, with no --whitening: "
+                                        "0,0.2,0.5,0.8,1)."),
+    eps_frac: Optional[str] = typer.Option(None, "--eps-frac", help="Comma-separated amplitude floors > 0 (default "
+                                           "0.02); with --gamma, every gamma with every eps_frac."),
+    whitening: Optional[list[str]] = typer.Option(None, "--whitening", help="An arm besides the baseline, e.g. "
+                                                  "per_sample:gamma=0.8,eps_frac=0.05; repeatable, adds to --gamma."),
+    steps: int = typer.Option(40, "--steps", help="Optimizer steps per arm (default 40: see docs/lookahead.md)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Training pairs per step."),
     n_ensemble: Optional[int] = typer.Option(None, "--n-ensemble", help="Members per pair (default: as trained, else 2)."),
-    repeats: int = typer.Option(1, "--repeats", help="Extra baseline arms with other batch orders and noise: the noise level."),
-    paired: bool = typer.Option(False, "--paired", help="Repeats rerun every arm, not only the baseline: also the "
-                                "spread of the paired arm − baseline difference (costs one arm per variant per repeat)."),
+    repeats: int = typer.Option(2, "--repeats", help="Extra batch orders (1 + R orders in all); paired differences "
+                                "need at least 1, i.e. 2 orders."),
+    paired: bool = typer.Option(True, "--paired/--no-paired", help="Every arm trains on every batch order, so each "
+                                "arm − baseline difference is judged against its own paired noise (--no-paired: the "
+                                "repeats rerun the baseline only, and differences are unjudged)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, adamw or sgd (default: the run's)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: the run's, see provenance)."),
+    lr: str = typer.Option("auto", "--lr", help="A number, or auto (a third of the run's configured peak lr), "
+                           "peak (the configured lr) or final (the lr the run ended at); never 0."),
+    eval_steps: Optional[str] = typer.Option(None, "--eval-steps", help="Trajectory: also score after these "
+                                             "comma-separated step counts (default: N/4 and N/2)."),
     crps_weight: Optional[float] = typer.Option(None, "--crps-weight", help="CRPS weight (default: as trained)."),
     energy_score_weight: Optional[float] = typer.Option(None, "--energy-score-weight", help="Default: as trained."),
+    max_cost: str = typer.Option("0.5", "--max-cost", help="Recommendation: the largest acceptable low-band cost, in "
+                                 "percent of the checkpoint's value (energy score and MSE), or 'spread' (the "
+                                 "run-to-run spread of one arm)."),
+    rollout_steps: Optional[int] = typer.Option(None, "--rollout-steps", help="Roll the checkpoint and every arm out "
+                                                "this many steps from held-out states (default 20; 0: no rollout)."),
     data: Optional[str] = typer.Option(None, "--data", help="Evaluation data (th: default the bundled held-out pairs); "
                                        "fme: netCDF split by time into training and evaluation pairs."),
     train_data: Optional[str] = typer.Option(None, "--train-data", help="Training pairs from another source "
@@ -612,58 +627,105 @@ def lookahead(
     bands: Optional[str] = typer.Option(None, "--bands"),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda, cuda:i."),
     seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("specprobe-out"), "--out", help="Directory for lookahead.json and the figure."),
+    out: Path = typer.Option(Path("specprobe-out"), "--out", help="Directory for lookahead.json and the figures."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where fresh training pairs are cached "
                                              "(default: $SPECPROBE_CACHE or ~/.cache/specprobe)."),
+    details: bool = typer.Option(False, "--details", help="Also print the full per-metric band table."),
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet"),
     fmt: str = typer.Option("png", "--format"),
     no_timestamp: bool = typer.Option(False, "--no-timestamp"),
     ema: bool = typer.Option(False, "--ema"),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="CPU processes sharing the arms (default: one per "
+                                          "core; 1 on a GPU). Results do not depend on it."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per process (default: the idle cores "
+                                          "shared by the processes)."),
 ):
-    """Mini A/B from the checkpoint: N training steps per loss variant, scored per degree on held-out pairs."""
+    """The lookahead sweep -- the decision: which whitening to train with, at what cost.
+
+    Every arm (baseline, each gamma) fine-tunes the checkpoint N steps on the same batch orders, is scored per
+    degree on held-out pairs and rolled out; each arm − baseline difference is judged against its paired noise,
+    and a stated rule (--max-cost) recommends an arm. `specprobe sweep` is the gradient-only pre-screen."""
     import json
 
-    from .probing.lookahead import LookaheadSettings
+    from .probing.lookahead import DEFAULT_GAMMAS, LookaheadSettings, sweep_variants
     from .probing.lookahead import lookahead as run
+    from .probing.recommend import Rule
     from .probing.result import _clean
+    from .probing.sweep import parse_floats
     from .report.files import prepare_out_dir, write_json
-    from .report.lookahead_report import lookahead_table, plot_lookahead, verdict
+    from .report.results import LookaheadResult
 
     _check_format(fmt)
+    lr_value, lr_from = _lr_option(lr)
     settings = LookaheadSettings(steps=steps, batch_size=batch_size, n_ensemble=n_ensemble, repeats=repeats, seed=seed,
-                                 paired=paired,
-                                 crps_weight=crps_weight, energy_score_weight=energy_score_weight,
-                                 optimizer=optimizer, lr=lr, bands=bands)
-    variants = whitening if whitening else ["per_sample"]
-    from .probing.engine import as_variants
-
-    as_variants(variants)
+                                 paired=paired, crps_weight=crps_weight, energy_score_weight=energy_score_weight,
+                                 optimizer=optimizer, lr=lr_value, lr_from=lr_from, bands=bands,
+                                 eval_steps=tuple(int(k) for k in parse_floats(eval_steps, "--eval-steps"))
+                                 if eval_steps else None)
+    rule = Rule(max_cost=_max_cost_option(max_cost), k=settings.k)
+    gammas = parse_floats(gamma, "--gamma") if gamma else None
+    eps = parse_floats(eps_frac, "--eps-frac") if eps_frac else None
+    if gammas is None and eps is None and not whitening:
+        gammas = list(DEFAULT_GAMMAS)
+    variants = sweep_variants(gammas, eps, whitening or ())
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     result = _clean(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
-                        n_train=n_train, n_eval=n_eval, device=device, threads=threads, cache_dir=cache_dir,
-                        trust_checkpoint=trust_checkpoint, ema=ema, train_time_stop=train_time_stop,
-                        eval_time_start=eval_time_start, command_line=["specprobe", *sys.argv[1:]],
+                        n_train=n_train, n_eval=n_eval, device=device, threads=threads, workers=workers,
+                        cache_dir=cache_dir, trust_checkpoint=trust_checkpoint, ema=ema,
+                        train_time_stop=train_time_stop, eval_time_start=eval_time_start,
+                        rollout_steps=rollout_steps, rule=rule, command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp))
     if not _writes(world):
         return
     write_json(out_dir / "lookahead.json", result)
-    figure = out_dir / f"lookahead.{fmt}"
-    plot_lookahead(result, figure, fmt)
+    view = LookaheadResult(result, out_dir / "lookahead.json")
+    written = view.write_figures(out_dir, fmt)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
+    from .report.lookahead_report import lookahead_table, provenance_lines
+
     console = _console(quiet)
-    console.print(lookahead_table(result))
-    for line in verdict(result):
+    console.print(view.table())
+    if details:
+        console.print(lookahead_table(result))
+    for line in provenance_lines(result):
         console.print(line)
-    console.print(f"optimizer: {result['optimizer']['type']} lr {result['optimizer']['lr']:.3g}, "
-                  f"{result['optimizer']['state']}; loss {result['loss']['crps_weight']:g} CRPS + "
-                  f"{result['loss']['energy_score_weight']:g} ES, {result['loss']['n_ensemble']} members")
-    console.print(f"wrote {out_dir / 'lookahead.json'}, {figure}")
+    console.print(f"wrote {out_dir / 'lookahead.json'}, " + ", ".join(map(str, written)))
+
+
+def _lr_option(text: str):
+    """--lr: (number, None) or (None, policy)."""
+    from .probing.lookahead import LR_POLICIES
+
+    word = text.strip().lower()
+    if word in LR_POLICIES:
+        return None, word
+    try:
+        value = float(word)
+    except ValueError:
+        raise ValueError(f"--lr: expected a positive number or one of {', '.join(LR_POLICIES)}, got {text!r}") from None
+    if not (value > 0 and value == value and value != float("inf")):
+        raise ValueError(f"--lr: expected a positive number (a lookahead at lr {text} changes nothing) or one of "
+                         f"{', '.join(LR_POLICIES)}")
+    return value, "auto"
+
+
+def _max_cost_option(text: str):
+    """--max-cost: a percentage -> fraction, or 'spread'."""
+    word = text.strip().lower().rstrip("%")
+    if word == "spread":
+        return "spread"
+    try:
+        value = float(word)
+    except ValueError:
+        raise ValueError(f"--max-cost: expected a percentage >= 0 or 'spread', got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError(f"--max-cost: expected a percentage >= 0 or 'spread', got {text!r}")
+    return value / 100
 
 
 def main():

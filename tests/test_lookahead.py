@@ -90,7 +90,7 @@ def test_one_step_on_the_gain_model_is_the_hand_computed_step(kind):
 def test_zero_steps_gives_identical_metrics_in_every_arm():
     target = GainLookahead(n_train=4, n_eval=2)
     train, evals = target.pools()
-    s = LookaheadSettings(steps=0, batch_size=2, n_ensemble=1, repeats=2, optimizer="adam", lr=0.1,
+    s = LookaheadSettings(steps=0, batch_size=2, n_ensemble=1, repeats=2, paired=False, optimizer="adam", lr=0.1,
                           crps_weight=0.0, energy_score_weight=1.0)
     result = run_lookahead(target, train, evals, variants=["per_sample", "per_sample:gamma=1"], settings=s)
     assert [a["name"] for a in result["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)",
@@ -146,12 +146,15 @@ def test_bundled_model_seeded_runs_are_identical(tmp_path):
     from specprobe.probing.lookahead import lookahead
 
     train = _small_train_file(tmp_path)
-    s = LookaheadSettings(steps=2, batch_size=2, repeats=1, seed=3)
-    kw = dict(train_data=str(train), n_eval=2, threads=1, timestamp=False, command_line=["test"])
+    s = LookaheadSettings(steps=2, batch_size=2, repeats=1, paired=False, seed=3)
+    kw = dict(train_data=str(train), n_eval=2, threads=1, workers=1, rollout_steps=0, timestamp=False,
+              command_line=["test"], variants=["per_sample"])
     first, second = lookahead(settings=s, **kw), lookahead(settings=s, **kw)
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     assert first["schema"] == "specprobe.lookahead/1"
-    assert first["optimizer"]["type"] == "Adam" and first["optimizer"]["lr"] == pytest.approx(0.003 * 0.05)
+    # --lr auto: a third of the run's configured peak lr 3e-3 (not its final 1.5e-4), with the reason
+    assert first["optimizer"]["type"] == "Adam" and first["optimizer"]["lr"] == pytest.approx(0.003 / 3)
+    assert first["optimizer"]["lr_source"].startswith("--lr auto: a third of the run's configured (peak) lr 0.003")
     assert first["loss"]["crps_weight"] == 0.9 and first["loss"]["energy_score_weight"] == 0.1
     base, repeat = first["arms"][0], first["arms"][2]
     assert base["train_loss"] != repeat["train_loss"]  # another batch order and noise
@@ -179,30 +182,55 @@ def _cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def test_cli_lookahead_prints_the_band_table_and_writes_files(tmp_path):
+def test_cli_lookahead_prints_the_sweep_and_writes_files(tmp_path):
     out = tmp_path / "out"
-    r = _cli("lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "1",
-             "--batch-size", "2", "--repeats", "1", "--threads", "1", "--out", out)
+    r = _cli("lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "2",
+             "--batch-size", "2", "--gamma", "0,0.5", "--repeats", "1", "--rollout-steps", "0", "--workers", "1",
+             "--threads", "1", "--details", "--out", out)
     assert r.exit_code == 0, (r.stderr, r.exception)
-    assert "noise (±, 1 repeat)" in r.stdout and "whiten(gamma=0.5,eps=0.02) − baseline" in r.stdout
-    assert "vs baseline after 1 steps" in r.stdout and "Adam lr 0.00015, fresh" in r.stdout
+    text = " ".join(r.stdout.split())  # rich wraps long lines at the terminal width
+    assert "Lookahead sweep: arm − baseline after 2 Adam steps" in text and "gamma 0.5" in text
+    assert "run-to-run" in text and "recommendation: " in text and "rule: the largest gamma" in text
+    assert "Trajectory: arm − baseline after 1, 2 steps" in text
+    assert "Adam lr 0.001 (--lr auto: a third of the run's configured (peak) lr 0.003" in text
+    assert "loss 0.9 CRPS + 0.1 ES, 2 members (from checkpoint training metadata)" in text
+    assert "`specprobe sweep` is the gradient-only pre-screen" in text
+    assert "whiten(gamma=0.5,eps=0.02) − baseline" in text  # --details: the full band table
     obj = json.loads((out / "lookahead.json").read_text())
     assert obj["schema"] == "specprobe.lookahead/1" and len(obj["provenance"]["checkpoint"]["sha256"]) == 64
     assert obj["provenance"]["command_line"][0] == "specprobe" and obj["provenance"]["library_versions"]["torch"]
-    assert [a["name"] for a in obj["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1"]
-    assert (out / "lookahead.png").stat().st_size > 10_000
-    # the notebook API reads it like every other result file: the CLI's figure, table and a Dataset
+    assert [a["name"] for a in obj["arms"]] == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1",
+                                                "per_sample(gamma=0.5,eps_frac=0.02)#repeat1"]
+    rec = obj["recommendation"]
+    assert rec["rule"]["max_cost"] == 0.005 and "the largest gamma" in rec["rule"]["text"]
+    assert set(rec["reasons"]) == {"per_sample(gamma=0.5,eps_frac=0.02)"} and rec["choice"] in (
+        "no whitening", "per_sample(gamma=0.5,eps_frac=0.02)")
+    assert "beyond noise iff |mean(d)| > 2 se" in obj["conventions"]["beyond_noise"]
+    assert obj["rollout_note"] == "rollout health off (--rollout-steps 0)"
+    assert (out / "lookahead.png").stat().st_size > 10_000 and (out / "lookahead_sweep.png").stat().st_size > 10_000
+    # the notebook API reads it like every other result file: the CLI's figures, table and a Dataset
     import specprobe
     from specprobe.report.figures import figure_bytes
 
     view = specprobe.load_result(out)
-    assert view.figure_names == ["lookahead"]
+    assert view.figure_names == ["lookahead", "lookahead_sweep"]
     assert figure_bytes(view.plot("lookahead")) == (out / "lookahead.png").read_bytes()
+    assert figure_bytes(view.plot("lookahead_sweep")) == (out / "lookahead_sweep.png").read_bytes()
+    assert view.recommendation == rec and view.sweep == obj["sweep"]
+    assert view.recommend(max_cost=1e9)["rule"]["max_cost"] == 1e9
     ds = view.to_xarray()
-    assert list(ds.arm.values) == ["baseline", "per_sample(gamma=0.5,eps_frac=0.02)", "baseline#repeat1"]
+    assert list(ds.arm.values) == [a["name"] for a in obj["arms"]]
     for i, arm in enumerate(obj["arms"]):
         assert ds.mse.values[i].tolist() == arm["per_degree"]["overall"]["mse"]
     assert ds.before_energy_score.values.tolist() == obj["before"]["per_degree"]["overall"]["energy_score"]
+    row = obj["sweep"][0]
+    assert ds.effect_mean.sel(sweep_arm=row["arm"], band="high", metric="mse").item() == row["bands"]["high"]["mse"]["mean"]
+    assert ds.effect_se.sel(sweep_arm=row["arm"], band="low", metric="energy_score").item() == \
+        row["bands"]["low"]["energy_score"]["se"]
+    assert ds.gamma.values.tolist() == [0.5] and ds.attrs["recommendation"] == rec["choice"]
+    traj = row["bands"]["low"]["mse"]["trajectory"]
+    assert ds.trajectory_mean.sel(sweep_arm=row["arm"], band="low", metric="mse").values.tolist() == \
+        [x["mean"] for x in traj]
 
 
 @pytest.mark.parametrize("args,match", [
@@ -210,6 +238,14 @@ def test_cli_lookahead_prints_the_band_table_and_writes_files(tmp_path):
     (["--steps", "-1"], "steps: expected an integer >= 0"),
     (["--train-time-stop", "2000-01-01"], "split fme netCDF data by time"),
     (["--train-data", "HELDOUT", "--steps", "0"], "shares a state with the training pairs"),
+    (["--lr", "0"], "--lr: expected a positive number (a lookahead at lr 0 changes nothing)"),
+    (["--lr", "fast"], "--lr: expected a positive number or one of auto, peak, final"),
+    (["--gamma", "0,1.5"], "--gamma: expected numbers in [0, 1] (0 = the baseline arm)"),
+    (["--eps-frac", "0"], "eps_frac: expected a number > 0"),
+    (["--max-cost", "a lot"], "--max-cost: expected a percentage >= 0 or 'spread'"),
+    (["--workers", "0"], "workers: expected an integer >= 1"),
+    (["--rollout-steps", "-1"], "rollout steps: expected an integer >= 0"),
+    (["--eval-steps", "50"], "eval_steps: expected step counts in 1..40"),
 ])
 def test_cli_lookahead_bad_input_is_one_line(tmp_path, args, match):
     from specprobe.models.th.format import default_sample_path
@@ -277,7 +313,8 @@ def test_paired_repeats_measure_the_spread_of_the_arm_difference():
     common = dict(steps=2, batch_size=2, n_ensemble=1, repeats=2, optimizer="sgd", lr=0.05, crps_weight=0.0,
                   energy_score_weight=1.0)
     paired = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(paired=True, **common))
-    plain = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(**common))
+    plain = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"],
+                          settings=LookaheadSettings(paired=False, **common))
     arm = "per_sample(gamma=1,eps_frac=0.02)"
     assert [a["name"] for a in paired["arms"]] == ["baseline", arm, "baseline#repeat1", f"{arm}#repeat1",
                                                    "baseline#repeat2", f"{arm}#repeat2"]

@@ -1,31 +1,38 @@
 """``specprobe lookahead``: a short A/B fine-tune from a checkpoint, one arm per loss variant.
 
-Every arm (baseline, then each whitening setting) starts from the checkpoint's weights and the same
-optimizer state (the checkpoint's own when it stores one, else fresh), takes ``steps`` optimizer
+Every arm (the baseline, then each whitening setting) starts from the checkpoint's weights and the
+same optimizer state (the checkpoint's own when it stores one, else fresh), takes ``steps`` optimizer
 steps of the run's training loss (``crps_weight`` CRPS + ``energy_score_weight`` energy score, the
-arm's whitening on the energy score) on the same training batches in the same order with the same
-noise seeds, and is scored on held-out pairs the training batches never contain. ``repeats`` more
-baseline arms use other batch orders and noise seeds: their spread is the run-to-run noise an arm's
-difference must exceed.
+arm's whitening on the energy score) and is scored on held-out pairs the training batches never
+contain. A *batch order* (one repeat r) fixes the training batches, their order and the noise seeds;
+with ``paired`` (the default) every arm trains on every order, so the arm - baseline difference on
+the same order is a paired difference, judged against its own noise over the orders
+(:func:`specprobe.probing.recommend.judge_paired`). The baseline reruns alone give the run-to-run
+spread of one arm, reported beside it. Arms are independent (each seeded from its repeat alone), so
+they can be spread over worker processes (``workers``) or torchrun ranks with identical results.
 
 Scores (unwhitened, loss space, per channel and per degree l, from ``spectral/``): the energy score
 split into skill E|X - y| and spread 0.5 E|X - X'| (fme's per-mode weights and 2 sqrt(LM) scaling,
 so the sum over l is the energy-score loss), the ensemble-mean squared error (physical degree power
-of mean(X) - y), and the power of the members over the power of the target.
+of mean(X) - y), and the power of the members over the power of the target. With rollout settings,
+each arm and the untouched checkpoint are also rolled out autoregressively
+(:mod:`specprobe.probing.rollout_health`).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..errors import DataError, SpecprobeError
 from ..spectral import (
     POWER_CONVENTIONS,
+    WhiteningConfig,
     degree_power,
     energy_score_terms,
     ensemble_loss,
@@ -35,32 +42,42 @@ from ..spectral import (
     to_spectral,
 )
 from .engine import as_variants
+from .recommend import JUDGEMENT_RULE, Rule, add_recommendation
 
 SCHEMA = "specprobe.lookahead/1"
 METRICS = ("energy_score", "es_skill", "es_spread", "mse", "power_ratio")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_POLICIES = ("auto", "peak", "final")
+AUTO_LR_FRACTION = 1 / 3  # --lr auto: this fraction of the run's configured (peak) lr; docs/lookahead.md
 EVAL_SEED = 7_000_001  # evaluation noise: the same in every arm and before training
+DEFAULT_GAMMAS = (0.0, 0.2, 0.5, 0.8, 1.0)  # the default sweep (gamma 0 = the baseline arm)
 
 
 @dataclass(frozen=True)
 class LookaheadSettings:
-    steps: int = 10
+    # Defaults measured on the bundled model (docs/lookahead.md, "Choosing the defaults"): at a third
+    # of the run's peak lr, 40 steps of 4 pairs over 3 batch orders resolve the low-band cost of
+    # gamma >= 0.5 (energy score and MSE) beyond its paired noise, and the high-band gains.
+    steps: int = 40
     batch_size: int = 4
     n_ensemble: int | None = None  # None: what the run trained with, else 2
     eval_batch_size: int = 8
-    repeats: int = 1
-    paired: bool = False  # repeats also rerun every whitened arm: the spread of the paired difference
+    repeats: int = 2  # extra batch orders: 1 + repeats orders in all
+    paired: bool = True  # repeats rerun every arm (paired differences); False: the baseline only
     seed: int = 0
     crps_weight: float | None = None  # None: what the run trained with
     energy_score_weight: float | None = None
     optimizer: str | None = None  # adam | adamw | sgd; None: the run's
-    lr: float | None = None
+    lr: float | None = None  # a number wins over lr_from
+    lr_from: str = "auto"  # auto: AUTO_LR_FRACTION x the configured lr | peak: configured | final: where it ended
     bands: str | None = None
+    eval_steps: tuple | None = None  # trajectory: also score after these steps; None: N/4 and N/2
+    k: float = 2.0  # paired noise: beyond noise when |mean| > k se with one sign in every order
 
     def __post_init__(self):
         for name, lo in (("steps", 0), ("batch_size", 1), ("eval_batch_size", 1), ("repeats", 0)):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < lo:
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
         if self.n_ensemble is not None and (not isinstance(self.n_ensemble, int) or self.n_ensemble < 1):
             raise ValueError(f"n_ensemble: expected an integer >= 1, got {self.n_ensemble!r}")
@@ -68,10 +85,50 @@ class LookaheadSettings:
             raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr: expected a positive number, got {self.lr!r}")
+        if self.lr_from not in LR_POLICIES:
+            raise ValueError(f"lr: expected a positive number or one of {', '.join(LR_POLICIES)}, got {self.lr_from!r}")
         for name in ("crps_weight", "energy_score_weight"):
             v = getattr(self, name)
             if v is not None and not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name}: expected a number >= 0, got {v!r}")
+        if self.eval_steps is not None:
+            steps = tuple(self.eval_steps)
+            if any(isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= self.steps for k in steps):
+                raise ValueError(f"eval_steps: expected step counts in 1..{self.steps}, got {list(steps)!r}")
+            object.__setattr__(self, "eval_steps", tuple(sorted(set(steps))))
+        if not (self.k > 0 and math.isfinite(self.k)):
+            raise ValueError(f"k: expected a number > 0, got {self.k!r}")
+
+    @property
+    def orders(self) -> int:
+        return self.repeats + 1
+
+    def trajectory_steps(self) -> tuple:
+        """Step counts scored before the last: ``eval_steps``, else N/4 and N/2 (rounded, distinct, < N)."""
+        if self.eval_steps is not None:
+            return tuple(k for k in self.eval_steps if k != self.steps)
+        return tuple(sorted({k for k in (round(self.steps / 4), round(self.steps / 2)) if 0 < k < self.steps}))
+
+
+def sweep_variants(gammas=None, eps_fracs=None, whitening=()) -> list[WhiteningConfig]:
+    """The arms of ``--gamma G1,G2 --eps-frac E1,E2 --whitening ...``: baseline first, then the grid of
+    every gamma > 0 with every eps_frac (gamma 0 is the baseline; one list alone takes fme's default
+    for the other), then each ``--whitening``, each setting once."""
+    from ..spectral.whitening import DEFAULT_EPS_FRAC, DEFAULT_GAMMA
+
+    grid = []
+    if gammas is not None or eps_fracs is not None:
+        gs = list(gammas) if gammas is not None else [DEFAULT_GAMMA]
+        es = list(eps_fracs) if eps_fracs is not None else [DEFAULT_EPS_FRAC]
+        for g in gs:
+            if not (isinstance(g, (int, float)) and 0.0 <= g <= 1.0):
+                raise ValueError(f"--gamma: expected numbers in [0, 1] (0 = the baseline arm), got {g!r}")
+        for g in gs:
+            if g == 0:
+                continue
+            for e in es:
+                grid.append(WhiteningConfig("per_sample", exponent=float(g), eps_frac=float(e)))
+    return as_variants(list(grid) + list(whitening))[1:] if (grid or whitening) else []
 
 
 # ------------------------------------------------------------------ recipe: loss and optimizer
@@ -106,6 +163,9 @@ def optimizer_factory(params, recipe_opt: dict, s: LookaheadSettings):
     lr = s.lr if s.lr is not None else rec.get("lr")
     if lr is None:
         raise SpecprobeError("the checkpoint records no learning rate; give --lr")
+    if not lr > 0:
+        raise SpecprobeError(f"learning rate {lr:g} (the run's {rec.get('source') or 'recorded lr'}): a lookahead at "
+                             "lr 0 changes nothing; give --lr NUMBER or --lr auto")
     same_family = run_type is not None and (kind == run_type or {kind, run_type} <= {"adam", "adamw"})
     hyper = dict(rec.get("hyper") or {}) if same_family else {}
     state = rec.get("state") if same_family else None
@@ -138,6 +198,57 @@ def optimizer_factory(params, recipe_opt: dict, s: LookaheadSettings):
     if rec.get("state") is not None and state is None:
         prov["state"] = f"fresh: the checkpoint's state is {rec.get('type')}'s, not usable by {cls.__name__}"
     return make, prov
+
+
+def configured_lr(target) -> tuple[float | None, str]:
+    """The run's configured (peak) learning rate and where it is recorded; (None, why) when it is not.
+
+    torch-harmonics: the checkpoint's training metadata (``optimizer.lr``, the peak of its schedule).
+    fme: ``optimization.lr`` of the run's ``config.yaml`` (fme writes it beside
+    ``training_checkpoints/``; fme's default 1e-3 when the section sets none). Not the lr the
+    scheduler had reached, which a finished cosine schedule leaves at 0."""
+    if getattr(target, "family", None) == "fme":
+        from ..models.fme.describe import training_optimizer_config
+
+        cfg, where = training_optimizer_config(target._obj, target.path)
+        if cfg is None:
+            return None, where
+        if cfg.get("lr") is None:
+            return 1e-3, f"{where} (no optimization.lr: fme's default 1e-3)"
+        return float(cfg["lr"]), f"{where} optimization.lr"
+    opt = ((getattr(getattr(target, "spec", None), "training", None) or {}).get("optimizer") or {})
+    if opt.get("lr") is not None:
+        return float(opt["lr"]), "checkpoint training metadata (optimizer.lr, the peak of its schedule)"
+    return None, "the checkpoint records no configured learning rate"
+
+
+def resolve_lr(target, recipe_opt: dict | None, s: LookaheadSettings) -> tuple[float, str]:
+    """(learning rate, why): ``--lr NUMBER``; ``auto`` (default): AUTO_LR_FRACTION x the configured
+    lr; ``peak``: the configured lr; ``final``: the lr the run ended at. Never 0: a missing or zero
+    rate is replaced by the other recorded one with the reason stated, or refused naming --lr."""
+    if s.lr is not None:
+        return float(s.lr), "--lr"
+    rec = recipe_opt or {}
+    final, final_src = rec.get("lr"), rec.get("source") or "the checkpoint"
+    peak, where = configured_lr(target)
+    if s.lr_from in ("auto", "peak"):
+        if peak is not None and peak > 0:
+            if s.lr_from == "peak":
+                return peak, f"--lr peak: the run's configured lr, from {where}"
+            return peak * AUTO_LR_FRACTION, (f"--lr auto: a third of the run's configured (peak) lr {peak:g}, from "
+                                             f"{where}")
+        if final is not None and final > 0:
+            return float(final), (f"the run's configured lr is not recorded ({where}); the lr it ended at instead, "
+                                  f"{final:g} ({final_src})")
+        raise SpecprobeError(f"no usable learning rate: the configured lr is not recorded ({where}) and the lr the run "
+                             f"ended at is {final!r}; give --lr NUMBER")
+    if final is None:
+        raise SpecprobeError("the checkpoint records no final learning rate; give --lr NUMBER or --lr auto")
+    if not final > 0:
+        hint = f" or --lr auto (a third of the configured {peak:g})" if peak else ""
+        raise SpecprobeError(f"--lr final: the run ended at lr {final:g} (the end of its schedule), where a lookahead "
+                             f"changes nothing; give --lr NUMBER{hint}")
+    return float(final), f"--lr final: the lr the run ended at ({final_src})"
 
 
 # ------------------------------------------------------------------ batches and data
@@ -253,75 +364,153 @@ def train_arm(target, make_optimizer, whitening, schedule, train_pool, loss: dic
     return losses
 
 
+def arm_runs(configs, s: LookaheadSettings) -> list[tuple]:
+    """(config, repeat) of every arm, in result order: each arm on order 0, then the repeats (every arm
+    when paired, else the baseline only)."""
+    rerun = configs if s.paired else configs[:1]
+    return [(cfg, 0) for cfg in configs] + [(cfg, r) for r in range(1, s.repeats + 1) for cfg in rerun]
+
+
+def order_seed(s: LookaheadSettings, repeat: int) -> int:
+    return s.seed * 1_000_003 + repeat
+
+
+@dataclass(frozen=True)
+class _Band:
+    name: str
+    lo: int
+    hi: int
+
+
+class ArmRunner:
+    """Trains and scores one arm at a time from the checkpoint's weights; built alike in every process.
+
+    Everything an arm depends on is fixed here (weights, optimizer state, loss, bands) or derived from
+    its repeat alone (batches, order and noise seeds), so arm i is the same whichever process runs it."""
+
+    def __init__(self, target, train_pool, eval_pool, configs, settings: LookaheadSettings, loss: dict,
+                 recipe_opt: dict, bands, rollout=None):
+        self.target, self.train_pool, self.eval_pool = target, train_pool, eval_pool
+        self.s, self.loss, self.bands = settings, loss, list(bands)
+        self.runs = arm_runs(configs, settings)
+        self.module = target.trainable_module()
+        params = list(self.module.parameters())  # all of them, as fme's optimizer holds them (frozen: no grad)
+        self.make_opt, self.opt_prov = optimizer_factory(params, recipe_opt, settings)
+        self.initial = copy.deepcopy(self.module.state_dict())
+        self.rollout = rollout  # {"settings": RolloutSettings, "set": RolloutSet} or None
+
+    def evaluate(self) -> dict:
+        return evaluate(self.target, self.eval_pool, n_ensemble=self.loss["n_ensemble"],
+                        batch_size=self.s.eval_batch_size)
+
+    def roll_out(self) -> dict | None:
+        if self.rollout is None:
+            return None
+        from .rollout_health import rollout_health
+
+        return rollout_health(self.target, self.rollout["set"], settings=self.rollout["settings"], bands=self.bands)
+
+    def run(self, i: int) -> dict:
+        s = self.s
+        cfg, r = self.runs[i]
+        seed = order_seed(s, r)
+        schedule = batch_schedule(self.train_pool.size, s.steps, s.batch_size, seed)
+        score_steps = set(s.trajectory_steps())
+        intermediate = {}
+
+        def score_at(k):
+            if k in score_steps:
+                intermediate[str(k)] = band_values(self.evaluate(), self.bands)
+
+        t0 = time.perf_counter()
+        self.module.load_state_dict(self.initial)
+        try:
+            losses = train_arm(self.target, self.make_opt, cfg if cfg.kind != "none" else None, schedule,
+                               self.train_pool, self.loss, noise_seed0=seed * 10_007,
+                               after_step=score_at if score_steps else None)
+            after = self.evaluate()
+            rollout = self.roll_out()
+        finally:
+            self.module.load_state_dict(self.initial)
+        arm = {"name": cfg.name if r == 0 else f"{cfg.name}#repeat{r}", "variant": cfg.name,
+               "whitening": cfg.to_dict(), "repeat": r, "order_seed": seed, "train_loss": losses, "scores": after,
+               "seconds": time.perf_counter() - t0}
+        if score_steps:
+            arm["intermediate"] = intermediate
+        if rollout is not None:
+            arm["rollout"] = rollout
+        return arm
+
+
 def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), settings: LookaheadSettings = LookaheadSettings(),
-                  progress=None, eval_steps=(), shard=None) -> dict:
+                  progress=None, eval_steps=None, shard=None, workers=None, rollout=None, rule: Rule | None = None) -> dict:
     """The A/B on a loaded target and its pools; returns the JSON-able result (without file provenance).
 
-    ``eval_steps``: steps after which each arm is also scored (band values in ``arm["intermediate"]``).
-    ``shard`` (distributed runs): this process trains the arms ``shard.takes(i)`` accepts; every arm
-    starts from the same weights with seeds from its repeat alone, so the gathered arms are the
-    one-process arms."""
+    ``eval_steps``: steps after which each arm is also scored (overrides ``settings.eval_steps``; band
+    values in ``arm["intermediate"]``). ``shard`` (torchrun): this process trains the arms
+    ``shard.takes(i)`` accepts. ``workers`` (:class:`WorkerPool`): arms trained in worker processes
+    that rebuilt the same target and pools. ``rollout``: ``{"settings": RolloutSettings, "set":
+    RolloutSet}`` to roll out the checkpoint and every arm. Every arm starts from the same weights
+    with seeds from its repeat alone, so the gathered arms are the one-process arms."""
     s = settings
+    if eval_steps is not None:
+        s = replace(s, eval_steps=tuple(k for k in eval_steps if 0 < k <= s.steps))
     configs = as_variants(variants)
     n_checked = check_disjoint(train_pool, eval_pool)
     recipe = target.training_recipe()
     loss = resolve_loss(recipe.get("loss"), s)
-    module = target.trainable_module()
-    params = list(module.parameters())  # all of them, as fme's optimizer holds them (frozen ones get no grad)
-    make_opt, opt_prov = optimizer_factory(params, recipe.get("optimizer"), s)
-    initial = copy.deepcopy(module.state_dict())
+    lr, lr_note = resolve_lr(target, recipe.get("optimizer"), s)
+    s_run = replace(s, lr=lr)
     started = time.perf_counter()
-
-    before = evaluate(target, eval_pool, n_ensemble=loss["n_ensemble"], batch_size=s.eval_batch_size)
+    probe = ArmRunner(target, train_pool, eval_pool, configs, s_run, loss, recipe.get("optimizer"), bands=(),
+                      rollout=rollout)
+    before = probe.evaluate()
     n_degrees = before["mse"].shape[-1]
-    bands = parse_bands(s.bands, n_degrees)
-    rerun = configs if s.paired else configs[:1]
-    runs = [(cfg, 0) for cfg in configs] + [(cfg, r) for r in range(1, s.repeats + 1) for cfg in rerun]
-    arms = []
-    try:
-        for i, (cfg, r) in enumerate(runs):
-            if shard is not None and not shard.takes(i):
-                continue
-            module.load_state_dict(initial)
-            order_seed = s.seed * 1_000_003 + r
-            schedule = batch_schedule(train_pool.size, s.steps, s.batch_size, order_seed)
-            t0 = time.perf_counter()
-            intermediate = {}
-
-            def score_at(k, intermediate=intermediate):
-                if k in eval_steps and k != s.steps:
-                    sc = evaluate(target, eval_pool, n_ensemble=loss["n_ensemble"], batch_size=s.eval_batch_size)
-                    intermediate[str(k)] = band_values(sc, bands)
-
-            losses = train_arm(target, make_opt, cfg if cfg.kind != "none" else None, schedule, train_pool, loss,
-                               noise_seed0=(s.seed * 1_000_003 + r) * 10_007, after_step=score_at if eval_steps else None)
-            after = evaluate(target, eval_pool, n_ensemble=loss["n_ensemble"], batch_size=s.eval_batch_size)
-            arms.append({"name": cfg.name if r == 0 else f"{cfg.name}#repeat{r}", "variant": cfg.name,
-                         "whitening": cfg.to_dict(), "repeat": r, "order_seed": order_seed,
-                         "train_loss": losses, "scores": after, "seconds": time.perf_counter() - t0,
-                         **({"intermediate": intermediate} if eval_steps else {})})
+    probe.bands = bands = [_Band(b.name, b.lo, b.hi) for b in parse_bands(s.bands, n_degrees)]
+    opt_prov = {**probe.opt_prov, "lr_source": lr_note, "lr_policy": "--lr NUMBER" if s.lr is not None else s.lr_from}
+    runs = probe.runs
+    if workers is not None:
+        workers.start(configs, s_run, loss, bands)
+    checkpoint_rollout = probe.roll_out()
+    indices = [i for i in range(len(runs)) if shard is None or shard.takes(i)]
+    if workers is not None:
+        arms = workers.collect(indices, progress)
+    else:
+        arms = []
+        for n, i in enumerate(indices):
+            arms.append(probe.run(i))
             if progress is not None:
-                progress(i + 1, len(runs))
-    finally:
-        module.load_state_dict(initial)
+                progress(n + 1, len(indices))
     if shard is not None:
         arms = shard.gather_taken(arms)
-    return summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_pool, eval_pool,
-                     n_checked, time.perf_counter() - started)
+    rollout_info = None
+    if rollout is not None:
+        rollout_info = {"settings": asdict(rollout["settings"]), "rollout_set": dict(rollout["set"].description),
+                        "checkpoint": checkpoint_rollout}
+    result = summarise(target, configs, arms, before, bands, loss, opt_prov, s_run, train_pool, eval_pool,
+                       n_checked, time.perf_counter() - started, rollout=rollout_info, rule=rule)
+    if workers is not None:
+        result["workers"] = workers.describe()
+    return result
 
 
 def _rel(a, b, ref):
     return (a - b) / abs(ref) if ref and math.isfinite(ref) else math.nan
 
 
-def compare_bands(arms: list[dict], before_bands: dict) -> dict:
-    """Each arm vs the untouched checkpoint and vs the baseline arm, relative to the checkpoint's value;
-    noise = RMS over the repeat baselines of (repeat - baseline), in the same units; with paired repeats
-    also ``paired_sd``: the standard deviation over batch orders of (arm - baseline) on the same order."""
+def compare_bands(arms: list[dict], before_bands: dict, k: float = 2.0) -> dict:
+    """Each arm vs the untouched checkpoint and vs the baseline arm, relative to the checkpoint's value.
+
+    ``noise``: the run-to-run spread of one arm, RMS over the repeat baselines of (repeat - baseline),
+    in the same units. ``paired`` (per whitened arm): :func:`~specprobe.probing.recommend.judge_paired`
+    of (arm - baseline) on each batch order; ``beyond_noise`` is its verdict (None: unjudged)."""
+    from .recommend import BEYOND, UNJUDGED, judge_paired
+
     base = arms[0]["bands"]
     base_name = arms[0]["variant"]
     repeats = [a["bands"] for a in arms if a["repeat"] > 0 and a["variant"] == base_name]
     by_order = {(a["variant"], a["repeat"]): a["bands"] for a in arms}
+    orders = sorted({a["repeat"] for a in arms})
     out = {}
     for m, per_band in before_bands.items():
         out[m] = {}
@@ -335,41 +524,56 @@ def compare_bands(arms: list[dict], before_bands: dict) -> dict:
                 if a["repeat"]:
                     continue
                 v = a["bands"][m][band]["overall"]
-                d_base = _rel(v, b, ref)
-                paired = [_rel(by_order[(a["variant"], r)][m][band]["overall"],
-                               by_order[(base_name, r)][m][band]["overall"], ref)
-                          for r in range(len(repeats) + 1) if (a["variant"], r) in by_order]
-                row["arms"][a["name"]] = {"value": v, "vs_checkpoint": _rel(v, ref, ref), "vs_baseline": d_base,
-                                          "beyond_noise": bool(math.isfinite(noise) and abs(d_base) > 2 * noise)
-                                          if a is not arms[0] else None}
-                if a is not arms[0] and len(paired) > 1:
-                    row["arms"][a["name"]]["paired_sd"] = float(np.std(paired, ddof=1))
-                    row["arms"][a["name"]]["paired_mean"] = float(np.mean(paired))
+                cell = {"value": v, "vs_checkpoint": _rel(v, ref, ref), "vs_baseline": _rel(v, b, ref),
+                        "beyond_noise": None}
+                if a is not arms[0]:
+                    paired = [_rel(by_order[(a["variant"], r)][m][band]["overall"],
+                                   by_order[(base_name, r)][m][band]["overall"], ref)
+                              for r in orders if (a["variant"], r) in by_order and (base_name, r) in by_order]
+                    j = judge_paired(paired, k)
+                    cell["paired"] = j
+                    cell["judgement"] = j["judgement"]
+                    cell["beyond_noise"] = None if j["judgement"] == UNJUDGED else j["judgement"] == BEYOND
+                    if j["n"] > 1:  # the earlier files' names, kept
+                        cell["paired_sd"], cell["paired_mean"] = j["sd"], j["mean"]
+                row["arms"][a["name"]] = cell
             out[m][band] = row
     return out
 
 
-def summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_pool, eval_pool, n_checked, elapsed) -> dict:
+def _stalled_warning(table: dict, lr: float) -> list[str]:
+    """Never a silent no-op: the baseline arm left every score where the checkpoint had it."""
+    moved = [abs(c["arms"][name]["vs_checkpoint"]) for per_band in table.values() for c in per_band.values()
+             for name in list(c["arms"])[:1] if math.isfinite(c["arms"][name]["vs_checkpoint"])]
+    if moved and max(moved) < 1e-7:
+        return [f"the baseline arm left every band score within 1e-7 of the checkpoint's: lr {lr:g} is too small to "
+                "move the scores, so no difference can show; raise --lr"]
+    return []
+
+
+def summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_pool, eval_pool, n_checked, elapsed,
+              rollout=None, rule: Rule | None = None) -> dict:
     channels = list(target.channel_names)
     before_bands = band_values(before, bands)
     for a in arms:
         a["bands"] = band_values(a["scores"], bands)
         a["per_degree"] = per_degree(a.pop("scores"), channels)
-    table = compare_bands(arms, before_bands)
-    return {
+    table = compare_bands(arms, before_bands, s.k)
+    result = {
         "schema": SCHEMA,
         "channels": channels,
         "degrees": list(range(before["mse"].shape[-1])),
         "bands": [{"name": b.name, "lo": b.lo, "hi": b.hi} for b in bands],
         "variants": [{"name": c.name, "whitening": c.to_dict()} for c in configs],
-        "settings": {**asdict(s), "n_ensemble": loss["n_ensemble"]},
+        "settings": {**asdict(s), "n_ensemble": loss["n_ensemble"], "orders": s.orders,
+                     "trajectory_steps": list(s.trajectory_steps())},
         "loss": loss,
         "optimizer": opt_prov,
         "data": {"train": train_pool.description, "eval": eval_pool.description,
                  "disjoint": f"no state of the {train_pool.size} training pairs ({n_checked} distinct states) is in "
                              f"the {eval_pool.size} evaluation pairs (exact byte fingerprints)",
-                 "train_order": "seeded shuffles of the training pool; every arm of one repeat uses the same "
-                                "batches, order and noise seeds; repeats change order and noise"
+                 "train_order": "seeded shuffles of the training pool; every arm of one repeat (batch order) uses the "
+                                "same batches, order and noise seeds; repeats change order and noise"
                                 + ("; paired: every arm is rerun on each repeat's order" if s.paired else
                                    "; repeats rerun the baseline only")},
         "conventions": {
@@ -381,26 +585,196 @@ def summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_poo
             "forward": "the adapter's training forward (fme: modules in train mode), no gradients, fixed noise seeds",
             "bands": "band value = sum over the band's degrees (power_ratio: ratio of the band sums); overall = "
                      "mean over channels (power_ratio: ratio of channel sums)",
-            "relative_change": "(value - reference) / |checkpoint value|; noise = RMS over repeat baselines of "
-                               "(repeat - baseline) in the same units; beyond_noise: |arm - baseline| > 2 noise",
+            "relative_change": "(value - reference) / |checkpoint value|",
+            "beyond_noise": JUDGEMENT_RULE.format(k=s.k),
+            "noise": "run-to-run spread of one arm: RMS over the repeat baselines of (repeat - baseline), relative "
+                     "to the checkpoint's value; how much rerunning the same training on another batch order moves a "
+                     "score (not the noise of an arm - baseline difference)",
+            "trajectory": "the paired judgement after each of settings.trajectory_steps and the last step",
         },
         "before": {"bands": before_bands, "per_degree": per_degree(before, channels)},
         "arms": arms,
         "table": table,
         "elapsed_s": round(elapsed, 3),
     }
+    if rollout is not None:
+        result["rollout"] = rollout
+        result["conventions"]["rollout"] = ("each arm and the untouched checkpoint rolled out autoregressively from "
+                                            "the same held-out initial states and noise (rollout_health); drift = "
+                                            "the values at the last lead")
+    warnings = _stalled_warning(table, opt_prov["lr"]) if s.steps > 0 else []
+    if warnings:
+        result["warnings"] = warnings
+    add_recommendation(result, rule)
+    return result
+
+
+# ------------------------------------------------------------------ worker processes
+
+
+def _pools_digest(train_pool, eval_pool) -> str:
+    h = hashlib.sha256()
+    for pool in (train_pool, eval_pool):
+        for pair in pool.state_keys:
+            h.update(repr(pair).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+class WorkerPool:
+    """Arms in ``n`` worker processes (spawned; each rebuilds the target and pools from the same
+    arguments, checked identical by the pools' state fingerprints), pulling arm indices from one queue.
+
+    ``spec``: what a worker needs to rebuild (checkpoint, device, pool and rollout arguments)."""
+
+    def __init__(self, n: int, threads: int, spec: dict, digest: str):
+        self.n, self.threads, self.spec, self.digest = n, threads, spec, digest
+        self.procs, self.tasks, self.results = [], None, None
+        self.seconds = {}
+
+    def start(self, configs, settings, loss, bands):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited OpenMP or torch thread state
+        self.tasks, self.results = ctx.Queue(), ctx.Queue()
+        job = {**self.spec, "variants": [c.to_dict() for c in configs], "settings": asdict(settings), "loss": loss,
+               "bands": [asdict(b) for b in bands], "threads": self.threads, "digest": self.digest}
+        self.procs = [ctx.Process(target=_worker_main, args=(job, self.tasks, self.results), daemon=True)
+                      for _ in range(self.n)]
+        with _main_module_hidden():
+            for p in self.procs:
+                p.start()
+
+    def collect(self, indices, progress=None) -> list[dict]:
+        import queue
+
+        for i in indices:
+            self.tasks.put(i)
+        for _ in self.procs:
+            self.tasks.put(None)
+        out = {}
+        try:
+            while len(out) < len(indices):
+                try:
+                    msg = self.results.get(timeout=1.0)
+                except queue.Empty:
+                    dead = [p.exitcode for p in self.procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise SpecprobeError(f"a lookahead worker process ended with exit code {dead[0]} "
+                                             "(out of memory?); rerun with --workers 1") from None
+                    continue
+                if msg[0] == "error":
+                    raise SpecprobeError(msg[1])
+                _, i, arm = msg
+                out[i] = arm
+                if progress is not None:
+                    progress(len(out), len(indices))
+        finally:
+            self.close()
+        return [out[i] for i in indices]
+
+    def close(self):
+        for p in self.procs:
+            if p.pid is None:  # never started
+                continue
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+
+    def describe(self) -> dict:
+        return {"processes": self.n, "threads_per_process": self.threads,
+                "split": "arm indices pulled from one queue; each arm seeded from its repeat alone, so the arms "
+                         "equal a one-process run with the same threads per process"}
+
+
+class _main_module_hidden:
+    """Spawned workers need only specprobe: hide the caller's ``__main__`` from multiprocessing's
+    preparation so that a script without an ``if __name__ == "__main__"`` guard is not re-run in
+    every worker (the worker function and everything it unpickles live in specprobe)."""
+
+    def __enter__(self):
+        import sys
+
+        self.main = sys.modules.get("__main__")
+        self.saved = {k: self.main.__dict__[k] for k in ("__file__", "__spec__") if k in self.main.__dict__}
+        self.main.__dict__.pop("__file__", None)
+        self.main.__dict__["__spec__"] = None
+        return self
+
+    def __exit__(self, *exc):
+        self.main.__dict__.pop("__spec__", None)
+        self.main.__dict__.update(self.saved)
+        return False
+
+
+def _worker_main(job: dict, tasks, results):
+    """One worker process: rebuild the target and pools, then train the arms it pulls from ``tasks``."""
+    try:
+        import torch
+
+        from ..models.registry import load_target
+
+        torch.set_num_threads(job["threads"])
+        torch.manual_seed(job["settings"]["seed"])
+        target = load_target(job["checkpoint"], device=torch.device(job["device"]), trust=job["trust"], ema=job["ema"])
+        train_pool, eval_pool = target.lookahead_pools(job["data"], job["train_data"], **job["pool_kwargs"])
+        if _pools_digest(train_pool, eval_pool) != job["digest"]:
+            raise SpecprobeError("a worker process read other training/evaluation pairs than the main process "
+                                 "(data changed while running?); rerun with --workers 1")
+        rollout = None
+        if job.get("rollout") is not None:
+            from .rollout_health import RolloutSettings, build_rollout_set
+
+            rs = RolloutSettings(**job["rollout"]["settings"])
+            rollout = {"settings": rs, "set": build_rollout_set(target, job["rollout"]["data"], settings=rs,
+                                                                cache_dir=job["pool_kwargs"].get("cache_dir"),
+                                                                avoid=(train_pool,))}
+        st = job["settings"]
+        settings = LookaheadSettings(**{**st, "eval_steps": tuple(st["eval_steps"]) if st["eval_steps"] else None})
+        runner = ArmRunner(target, train_pool, eval_pool, [WhiteningConfig(**v) for v in job["variants"]], settings,
+                           job["loss"], target.training_recipe().get("optimizer"),
+                           bands=[_Band(**b) for b in job["bands"]], rollout=rollout)
+        while True:
+            i = tasks.get()
+            if i is None:
+                break
+            results.put(("arm", i, runner.run(i)))
+    except BaseException as e:  # noqa: BLE001 - reported to the main process as one line
+        from ..errors import SpecprobeError as _E
+
+        msg = str(e) if isinstance(e, (_E, ValueError)) else f"worker: unexpected {type(e).__name__}: {e}"
+        results.put(("error", msg))
+
+
+def default_workers(device_type: str, n_runs: int, distributed: bool) -> int:
+    """CPU: one process per core this process may use (at most one per arm); GPU or torchrun: 1."""
+    import os
+
+    if device_type != "cpu" or distributed:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_runs))
 
 
 # ------------------------------------------------------------------ file-level entry point
 
 
-def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sample",),
+def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
               settings: LookaheadSettings = LookaheadSettings(), n_train: int | None = None, n_eval: int | None = None,
-              device: str = "auto", threads: int | None = None, cache_dir=None, trust_checkpoint: bool = False,
-              ema: bool = False, train_time_stop=None, eval_time_start=None, command_line=None,
-              timestamp: bool = True, progress=None) -> dict:
-    """Load a checkpoint (None: the bundled model), build its data pools, run the A/B, add provenance."""
+              device: str = "auto", threads: int | None = None, workers: int | None = None, cache_dir=None,
+              trust_checkpoint: bool = False, ema: bool = False, train_time_stop=None, eval_time_start=None,
+              rollout_steps: int | None = None, rule: Rule | None = None, command_line=None, timestamp: bool = True,
+              progress=None) -> dict:
+    """Load a checkpoint (None: the bundled model), build its data pools, run the sweep, add provenance.
+
+    ``variants``: None is the default sweep (gamma 0, 0.2, 0.5, 0.8, 1 at eps_frac 0.02).
+    ``workers``: processes that share the arms (None: one per CPU core, 1 on a GPU or under
+    torchrun); ``threads``: CPU threads per process (None: the idle cores shared by the processes;
+    1 when ``timestamp`` is False, the reproducible mode). ``rollout_steps``: roll out the checkpoint
+    and every arm this many steps (None: RolloutSettings' default; 0: no rollout)."""
     import datetime as _dt
+    import os
     import sys
     from pathlib import Path
 
@@ -411,12 +785,25 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
     from .api import library_versions, sha256_of
     from .engine import configure_cpu_threads, resolve_device
 
-    as_variants(variants)  # parse errors before any loading
+    if variants is None:
+        variants = sweep_variants(DEFAULT_GAMMAS)
+    configs = as_variants(variants)  # parse errors before any loading
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers: expected an integer >= 1, got {workers!r}")
+    if rollout_steps is not None and (isinstance(rollout_steps, bool) or not isinstance(rollout_steps, int)
+                                      or rollout_steps < 0):
+        raise ValueError(f"rollout steps: expected an integer >= 0, got {rollout_steps!r}")
     world = dist.start(device)  # under torchrun: arms spread over the ranks
     dev = world.device if world is not None else resolve_device(device)
+    n_runs = len(arm_runs(configs, settings))
+    n_workers = workers if workers is not None else default_workers(dev.type, n_runs, world is not None)
+    if n_workers > 1 and (dev.type != "cpu" or world is not None):
+        raise SpecprobeError("--workers > 1 spreads arms over CPU processes; on a GPU or under torchrun use 1 "
+                             "(torchrun already spreads the arms over its ranks)")
+    n_workers = min(n_workers, n_runs)
     if threads is None and not timestamp:
         threads = 1  # reproducible mode: CPU reductions depend on the thread count
-    n_threads = (configure_cpu_threads(threads, processes=world.local_size if world is not None else 1)
+    n_threads = (configure_cpu_threads(threads, processes=world.local_size if world is not None else n_workers)
                  if dev.type == "cpu" else None)
     path = resolve_checkpoint(checkpoint)
     torch.manual_seed(settings.seed)
@@ -433,9 +820,23 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
         pool_kwargs.update(train_time_stop=train_time_stop, eval_time_start=eval_time_start)
     t0 = time.perf_counter()
     train_pool, eval_pool = target.lookahead_pools(data, train_data, **pool_kwargs)
+    check_disjoint(train_pool, eval_pool)  # before building anything else
+    rollout, rollout_spec, rollout_note = _rollout_for(target, data, train_pool, rollout_steps, settings, cache_dir)
     data_s = time.perf_counter() - t0
-    result = run_lookahead(target, train_pool, eval_pool, variants=variants, settings=settings, progress=progress,
-                           shard=world.shard() if world is not None else None)
+    pool = None
+    if n_workers > 1:
+        spec = {"checkpoint": str(path), "device": "cpu", "trust": trust_checkpoint, "ema": ema, "data": data,
+                "train_data": train_data, "pool_kwargs": pool_kwargs, "rollout": rollout_spec}
+        pool = WorkerPool(n_workers, n_threads or 1, spec, _pools_digest(train_pool, eval_pool))
+    try:
+        result = run_lookahead(target, train_pool, eval_pool, variants=configs, settings=settings, progress=progress,
+                               shard=world.shard() if world is not None else None, workers=pool, rollout=rollout,
+                               rule=rule)
+    finally:
+        if pool is not None:
+            pool.close()
+    if rollout_note:
+        result["rollout_note"] = rollout_note
     describe = target.describe()
     result["provenance"] = {
         "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
@@ -445,6 +846,7 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
         "training_recipe_used": {"loss": result["loss"], "optimizer": result["optimizer"]},
         "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "cpu_threads": n_threads,
+        "processes": n_workers,
         "seed": settings.seed,
         "library_versions": library_versions(),
         "command_line": command_line if command_line is not None else list(sys.argv),
@@ -454,8 +856,32 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=("per_sam
     if timestamp:
         result["provenance"]["utc_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         result["provenance"]["data_seconds"] = round(data_s, 3)
+        result["provenance"]["load_average"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     else:
         result.pop("elapsed_s", None)
+        result.pop("workers", None)
+        result["provenance"].pop("processes", None)
         for a in result["arms"]:
             a.pop("seconds", None)
+        for r in [result.get("rollout", {}).get("checkpoint")] + [a.get("rollout") for a in result["arms"]]:
+            if r:
+                r.pop("seconds", None)
     return result
+
+
+def _rollout_for(target, data, train_pool, rollout_steps, settings, cache_dir):
+    """(rollout {settings, set} or None, what a worker needs to rebuild it, a note when it is skipped)."""
+    if rollout_steps == 0:
+        return None, None, "rollout health off (--rollout-steps 0)"
+    try:
+        from .rollout_health import RolloutSettings, build_rollout_set
+    except ImportError:  # a build without the rollout module
+        return None, None, "rollout health not available in this build"
+    if not hasattr(target, "rollout_set"):
+        return None, None, f"rollout health: the {target.family} adapter cannot roll out"
+    rs = RolloutSettings() if rollout_steps is None else RolloutSettings(steps=rollout_steps)
+    rs = replace(rs, seed=settings.seed)
+    # torch-harmonics --data holds evaluation pairs, too short for a rollout: the solver gives the reference
+    rdata = data if target.family == "fme" else None
+    rset = build_rollout_set(target, rdata, settings=rs, cache_dir=cache_dir, avoid=(train_pool,))
+    return {"settings": rs, "set": rset}, {"settings": asdict(rs), "data": rdata}, None

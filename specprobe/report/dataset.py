@@ -214,11 +214,17 @@ _LOOKAHEAD_LONG_NAMES = {
 
 
 def lookahead_dataset(look: dict):
-    """Per degree, per arm (and the untouched checkpoint as ``before_*``): the held-out scores."""
+    """Per degree, per arm (and the untouched checkpoint as ``before_*``): the held-out scores; the sweep
+    (per whitened arm, band and metric: the paired effect vs the baseline, its se and judgement, and its
+    trajectory over the scored steps) and, when rolled out, each arm's rollout series per band and lead."""
+    from .lookahead_report import ensure_recommendation
+
     xr = _xr()
+    look = ensure_recommendation(look)
     arms = [a["name"] for a in look["arms"]]  # repeats are named "baseline#repeatR"
     channels = list(look["channels"])
     nan = lambda row: [math.nan if x is None else x for x in row]  # noqa: E731
+    num = lambda x: math.nan if x is None else float(x)  # noqa: E731
     data = {}
     for m, long_name in _LOOKAHEAD_LONG_NAMES.items():
         attrs = {"long_name": long_name, "units": "1 (loss space)"}
@@ -228,11 +234,55 @@ def lookahead_dataset(look: dict):
                                    attrs)
         data[f"before_{m}"] = (("degree",), nan(look["before"]["per_degree"]["overall"][m]),
                                {**attrs, "long_name": long_name + ", untouched checkpoint"})
-    return xr.Dataset(data, coords={"arm": arms, "degree": look["degrees"], "channel": channels,
-                                    "variant": ("arm", [a["variant"] for a in look["arms"]]),
-                                    "repeat": ("arm", [int(a.get("repeat", 0)) for a in look["arms"]])},
+    coords = {"arm": arms, "degree": look["degrees"], "channel": channels,
+              "variant": ("arm", [a["variant"] for a in look["arms"]]),
+              "repeat": ("arm", [int(a.get("repeat", 0)) for a in look["arms"]])}
+    rows = look["sweep"]
+    if rows:
+        bands = list(rows[0]["bands"])
+        metrics = list(rows[0]["bands"][bands[0]])
+        cell = lambda r, b, m: r["bands"][b][m]  # noqa: E731
+        rel = {"units": "1 (fraction of the checkpoint's value)"}
+        data["effect_mean"] = (("sweep_arm", "band", "metric"),
+                               [[[num(cell(r, b, m)["mean"]) for m in metrics] for b in bands] for r in rows],
+                               {**rel, "long_name": "arm - baseline on the same batch order, mean over orders"})
+        data["effect_se"] = (("sweep_arm", "band", "metric"),
+                             [[[num(cell(r, b, m)["se"]) for m in metrics] for b in bands] for r in rows],
+                             {**rel, "long_name": "paired standard error: sd over orders / sqrt(orders)"})
+        data["effect_judgement"] = (("sweep_arm", "band", "metric"),
+                                    [[[cell(r, b, m)["judgement"] for m in metrics] for b in bands] for r in rows],
+                                    {"long_name": (look.get("conventions") or {}).get("beyond_noise", "paired judgement")})
+        data["run_to_run_spread"] = (("band", "metric"),
+                                     [[num(look["table"][m][b]["noise"]) for m in metrics] for b in bands],
+                                     {**rel, "long_name": "run-to-run spread of one arm (repeat - baseline, RMS)"})
+        steps = [x["steps"] for x in (cell(rows[0], bands[0], metrics[0]).get("trajectory") or [])]
+        if steps:
+            for key, long_name in (("mean", "arm - baseline, paired mean, after each scored step count"),
+                                   ("se", "paired standard error after each scored step count")):
+                data[f"trajectory_{key}"] = (
+                    ("sweep_arm", "band", "metric", "step"),
+                    [[[[num(x[key]) for x in cell(r, b, m)["trajectory"]] for m in metrics] for b in bands]
+                     for r in rows], {**rel, "long_name": long_name})
+            coords["step"] = steps
+        coords.update({"sweep_arm": [r["arm"] for r in rows], "band": bands, "metric": metrics,
+                       "gamma": ("sweep_arm", [num(r["gamma"]) for r in rows]),
+                       "eps_frac": ("sweep_arm", [num(r["eps_frac"]) for r in rows])})
+    rolled = [a for a in look["arms"] if a.get("rollout")]
+    if rolled and len(rolled) == len(look["arms"]):
+        first = rolled[0]["rollout"]
+        r_bands = list(first["series"]["power_ratio"])
+        for m in ("power_ratio", "mse", "energy_score"):
+            data[f"rollout_{m}"] = (("arm", "rollout_band", "lead"),
+                                    [[nan(a["rollout"]["series"][m][b]) for b in r_bands] for a in look["arms"]],
+                                    {"long_name": f"rollout {m.replace('_', ' ')} against the reference, band sum",
+                                     "units": "1"})
+        coords.update({"rollout_band": r_bands, "lead": first["leads"]})
+    rec = look["recommendation"]
+    return xr.Dataset(data, coords=coords,
                       attrs=_safe_attrs({"schema": look["schema"], "settings": look.get("settings"),
-                                         "provenance": look.get("provenance")}))
+                                         "provenance": look.get("provenance"), "recommendation": rec["choice"],
+                                         "recommendation_rule": rec["rule"]["text"],
+                                         "recommendation_summary": rec["summary"]}))
 
 
 def write_netcdf(ds, path):

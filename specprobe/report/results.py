@@ -192,18 +192,48 @@ class CouplingResult(_Result):
 
 
 class LookaheadResult(_Result):
+    """A lookahead sweep (``lookahead.json``): ``plot("lookahead")`` the change per degree with the paired
+    band, ``plot("lookahead_sweep")`` the effect against gamma per band; ``table()`` the compact sweep
+    table, trajectory and recommendation (``table(details=True)``: the full band table);
+    ``recommendation`` the JSON block; ``recommend(rule)`` recomputes it under another rule."""
     kind = "lookahead"
     file_name = "lookahead.json"
 
     def _figures(self) -> dict:
-        from .lookahead_report import figure_lookahead
+        from .lookahead_report import figure_lookahead, figure_sweep
 
-        return {"lookahead": lambda: figure_lookahead(self.data)}
+        figures = {"lookahead": lambda: figure_lookahead(self.data)}
+        if len(self.data.get("variants") or []) > 1:
+            figures["lookahead_sweep"] = lambda: figure_sweep(self.data)
+        return figures
 
-    def table(self):
-        from .lookahead_report import lookahead_table
+    def table(self, details: bool = False):
+        from .lookahead_report import lookahead_summary, lookahead_table
 
-        return lookahead_table(self.data)
+        return lookahead_table(self.data) if details else lookahead_summary(self.data)
+
+    @property
+    def recommendation(self) -> dict:
+        from .lookahead_report import ensure_recommendation
+
+        return ensure_recommendation(self.data)["recommendation"]
+
+    @property
+    def sweep(self) -> list[dict]:
+        """The compact sweep table's rows: per whitened arm and band, the paired judgement of ES, MSE..."""
+        from .lookahead_report import ensure_recommendation
+
+        return ensure_recommendation(self.data)["sweep"]
+
+    def recommend(self, rule=None, **rule_options) -> dict:
+        """The recommendation under another rule (``Rule`` or its fields, e.g. ``max_cost=0.01``), from the
+        file alone; the stored one is left as it is."""
+        from ..probing.recommend import add_recommendation
+        from ..probing.recommend import Rule
+
+        if rule is None:
+            rule = Rule(**{"k": (self.data.get("settings") or {}).get("k", 2.0), **rule_options})
+        return add_recommendation(dict(self.data), rule)["recommendation"]
 
     def to_xarray(self):
         from .dataset import lookahead_dataset
