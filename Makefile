@@ -1,7 +1,8 @@
 # Two entry points for a fresh machine with only Python 3.11:
 #   make demo   -> virtualenv + specprobe, then the main job on the bundled model
 #   make test   -> virtualenv + specprobe + test oracles (fme, scoringrules, ducc0), then the tests
-# torch 2.13.0 is installed first so pip never resolves a multi-GB CUDA build.
+# torch 2.13.0 and torch-harmonics 0.8.0 (fme's pin) are installed first so pip never resolves a
+# multi-GB CUDA build (torch-harmonics 0.9 would pull torch 2.14).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.13.0
+	$(PIP) install torch==2.13.0 torch-harmonics==0.8.0
 	$(PIP) install -e .
 	touch $@
 
@@ -34,7 +35,7 @@ wheel-check: $(VENV)/.base
 	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
 	$(PIP) wheel --no-deps --no-build-isolation -w $(WHEEL_DIR)/dist . >/dev/null 2>&1 || $(PIP) wheel --no-deps -w $(WHEEL_DIR)/dist .
 	$(PYTHON) -m venv $(WHEEL_DIR)/venv
-	$(WHEEL_DIR)/venv/bin/python -m pip -q --disable-pip-version-check install torch==2.13.0
+	$(WHEEL_DIR)/venv/bin/python -m pip -q --disable-pip-version-check install torch==2.13.0 torch-harmonics==0.8.0
 	$(WHEEL_DIR)/venv/bin/python -m pip -q --disable-pip-version-check install $(WHEEL_DIR)/dist/specprobe-*.whl
 	cd $(WHEEL_DIR) && venv/bin/specprobe grad-by-l --n-samples 2 --quiet --out out && test -s out/result.json
 	cd $(WHEEL_DIR) && venv/bin/python -c "import specprobe, pathlib; from specprobe.models.registry import default_checkpoint as d; p = pathlib.Path(d()); assert 'site-packages' in str(p) and p.stat().st_size > 0, p; print('wheel ok:', p)"
