@@ -205,7 +205,7 @@ def test_cli_lookahead_prints_the_sweep_and_writes_files(tmp_path):
     assert rec["rule"]["max_cost"] == 0.005 and "the largest gamma" in rec["rule"]["text"]
     assert set(rec["reasons"]) == {"per_sample(gamma=0.5,eps_frac=0.02)"} and rec["choice"] in (
         "no whitening", "per_sample(gamma=0.5,eps_frac=0.02)")
-    assert "beyond noise iff |mean(d)| > 2 se" in obj["conventions"]["beyond_noise"]
+    assert "beyond noise iff |mean(d)| > t(0.975, n - 1) se" in obj["conventions"]["beyond_noise"]
     assert obj["rollout_note"] == "rollout health off (--rollout-steps 0)"
     assert (out / "lookahead.png").stat().st_size > 10_000 and (out / "lookahead_sweep.png").stat().st_size > 10_000
     # the notebook API reads it like every other result file: the CLI's figures, table and a Dataset

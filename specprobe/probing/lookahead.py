@@ -42,7 +42,7 @@ from ..spectral import (
     to_spectral,
 )
 from .engine import as_variants
-from .recommend import JUDGEMENT_RULE, Rule, add_recommendation
+from .recommend import JUDGEMENT_RULE, Rule, add_recommendation, threshold_text
 
 SCHEMA = "specprobe.lookahead/1"
 METRICS = ("energy_score", "es_skill", "es_spread", "mse", "power_ratio")
@@ -72,7 +72,7 @@ class LookaheadSettings:
     lr_from: str = "auto"  # auto: AUTO_LR_FRACTION x the configured lr | peak: configured | final: where it ended
     bands: str | None = None
     eval_steps: tuple | None = None  # trajectory: also score after these steps; None: N/4 and N/2
-    k: float = 2.0  # paired noise: beyond noise when |mean| > k se with one sign in every order
+    k: float | None = None  # paired noise: beyond when |mean| > t(0.975, n-1) se (or k se) with one sign
 
     def __post_init__(self):
         for name, lo in (("steps", 0), ("batch_size", 1), ("eval_batch_size", 1), ("repeats", 0)):
@@ -96,8 +96,8 @@ class LookaheadSettings:
             if any(isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= self.steps for k in steps):
                 raise ValueError(f"eval_steps: expected step counts in 1..{self.steps}, got {list(steps)!r}")
             object.__setattr__(self, "eval_steps", tuple(sorted(set(steps))))
-        if not (self.k > 0 and math.isfinite(self.k)):
-            raise ValueError(f"k: expected a number > 0, got {self.k!r}")
+        if self.k is not None and not (self.k > 0 and math.isfinite(self.k)):
+            raise ValueError(f"k: expected a number > 0 or None, got {self.k!r}")
 
     @property
     def orders(self) -> int:
@@ -498,7 +498,7 @@ def _rel(a, b, ref):
     return (a - b) / abs(ref) if ref and math.isfinite(ref) else math.nan
 
 
-def compare_bands(arms: list[dict], before_bands: dict, k: float = 2.0) -> dict:
+def compare_bands(arms: list[dict], before_bands: dict, k: float | None = None) -> dict:
     """Each arm vs the untouched checkpoint and vs the baseline arm, relative to the checkpoint's value.
 
     ``noise``: the run-to-run spread of one arm, RMS over the repeat baselines of (repeat - baseline),
@@ -586,7 +586,7 @@ def summarise(target, configs, arms, before, bands, loss, opt_prov, s, train_poo
             "bands": "band value = sum over the band's degrees (power_ratio: ratio of the band sums); overall = "
                      "mean over channels (power_ratio: ratio of channel sums)",
             "relative_change": "(value - reference) / |checkpoint value|",
-            "beyond_noise": JUDGEMENT_RULE.format(k=s.k),
+            "beyond_noise": JUDGEMENT_RULE.format(threshold=threshold_text(s.k)),
             "noise": "run-to-run spread of one arm: RMS over the repeat baselines of (repeat - baseline), relative "
                      "to the checkpoint's value; how much rerunning the same training on another batch order moves a "
                      "score (not the noise of an arm - baseline difference)",

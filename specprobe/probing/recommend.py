@@ -9,12 +9,15 @@ The noise of an arm's effect. Every arm of a sweep trains on the same batch orde
 the order interacts with the whitening. Over n >= 2 orders:
 
     mean = mean_o d_o,  sd = sample standard deviation (ddof 1),  se = sd / sqrt(n)
-    beyond noise  <=>  |mean| > k * se  AND  every d_o has the sign of the mean     (k = 2 by default)
+    beyond noise  <=>  |mean| > t * se  AND  every d_o has the sign of the mean
 
-With fewer than 2 orders the difference is *unjudged* (no paired noise exists), never "within noise".
-The spread of one arm rerun on another order (repeat - baseline) is a different question -- would a
-rerun of the same training move the score this much? -- and is reported separately as the
-run-to-run spread of one arm.
+with t the two-sided 95% quantile of Student's t with n - 1 degrees of freedom (12.71 for 2 orders,
+4.30 for 3, 3.18 for 4; a paired t-test at 5%), or a fixed multiple k when one is given. A fixed
+k = 2 would call a null effect "beyond noise" in ~30% of 2-order and ~15% of 3-order sweeps; with t
+it is at most 5% (tests/test_recommend.py measures it). With fewer than 2 orders the difference is
+*unjudged* (no paired noise exists), never "within noise". The spread of one arm rerun on another
+order (repeat - baseline) is a different question -- would a rerun of the same training move the
+score this much? -- and is reported separately as the run-to-run spread of one arm.
 """
 
 from __future__ import annotations
@@ -27,27 +30,47 @@ WITHIN = "within noise"
 UNJUDGED = "unjudged"
 
 JUDGEMENT_RULE = ("paired difference d_o = (arm - baseline) / |checkpoint| on the same batch order o; over n >= 2 "
-                  "orders: se = sd(d, ddof 1) / sqrt(n); beyond noise iff |mean(d)| > {k:g} se and every d_o has "
+                  "orders: se = sd(d, ddof 1) / sqrt(n); beyond noise iff |mean(d)| > {threshold} se and every d_o has "
                   "the sign of the mean; fewer than 2 orders: unjudged")
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (between rows: the smaller df's, conservative).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 
-def judge_paired(diffs, k: float = 2.0) -> dict:
+
+def t975(df: int) -> float:
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 120)."""
+    if df < 1:
+        raise ValueError(f"df: expected >= 1, got {df}")
+    if df > 120:
+        return 1.960
+    return _T975[max(d for d in _T975 if d <= df)]
+
+
+def threshold_text(k: float | None) -> str:
+    return f"{k:g}" if k is not None else "t(0.975, n - 1)"
+
+
+def judge_paired(diffs, k: float | None = None) -> dict:
     """The paired judgement of one arm - baseline difference from its per-order values.
 
-    Returns ``{"n", "mean", "sd", "se", "same_sign", "judgement"}``; mean is None for no values,
-    sd/se/same_sign are None below 2 orders, and judgement is "beyond noise", "within noise" or
-    "unjudged" (fewer than 2 finite values)."""
+    Returns ``{"n", "mean", "sd", "se", "threshold", "same_sign", "judgement"}``; mean is None for no
+    values, sd/se/threshold/same_sign are None below 2 orders, and judgement is "beyond noise",
+    "within noise" or "unjudged" (fewer than 2 finite values). ``k``: a fixed multiple of se instead
+    of Student's t quantile (the default)."""
     values = [float(d) for d in diffs if d is not None and math.isfinite(float(d))]
     n = len(values)
-    out = {"n": n, "mean": sum(values) / n if n else None, "sd": None, "se": None, "same_sign": None,
-           "judgement": UNJUDGED}
+    out = {"n": n, "mean": sum(values) / n if n else None, "sd": None, "se": None, "threshold": None,
+           "same_sign": None, "judgement": UNJUDGED}
     if n < 2:
         return out
     mean = out["mean"]
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     se = sd / math.sqrt(n)
+    threshold = float(k) if k is not None else t975(n - 1)
     same = mean != 0 and all(v * mean > 0 for v in values)
-    out.update(sd=sd, se=se, same_sign=same, judgement=BEYOND if (abs(mean) > k * se and same) else WITHIN)
+    out.update(sd=sd, se=se, threshold=threshold, same_sign=same,
+               judgement=BEYOND if (abs(mean) > threshold * se and same) else WITHIN)
     return out
 
 
@@ -59,11 +82,11 @@ class Rule:
     """Which arm to recommend (see :func:`recommend`); every knob is stated in the JSON.
 
     max_cost: the largest acceptable worsening of ``cost_band`` (relative to the checkpoint's value,
-    e.g. 0.005 = 0.5%) in every ``cost_metrics``; "spread" (default): the run-to-run spread of one
-    arm in that band and metric, i.e. no more than rerunning the unwhitened training on another batch
-    order changes it anyway. k: the paired-noise multiple (beyond noise: |mean| > k se, one sign)."""
+    e.g. 0.005 = 0.5%, the default: docs/lookahead.md says why) in every ``cost_metrics``; or "spread":
+    the run-to-run spread of one arm in that band and metric. k: None (default) judges against
+    Student's t quantile (see :func:`judge_paired`), a number against that multiple of se."""
     max_cost: float | str = 0.005
-    k: float = 2.0
+    k: float | None = None
     gain_band: str = "high"
     cost_band: str = "low"
     gain_metrics: tuple = ("energy_score", "mse")
@@ -77,15 +100,15 @@ class Rule:
                 raise ValueError(f"max_cost: expected a fraction >= 0 or 'spread', got {self.max_cost!r}")
         elif not (isinstance(self.max_cost, (int, float)) and self.max_cost >= 0 and math.isfinite(self.max_cost)):
             raise ValueError(f"max_cost: expected a fraction >= 0 or 'spread', got {self.max_cost!r}")
-        if not (self.k > 0 and math.isfinite(self.k)):
-            raise ValueError(f"k: expected a number > 0, got {self.k!r}")
+        if self.k is not None and not (isinstance(self.k, (int, float)) and self.k > 0 and math.isfinite(self.k)):
+            raise ValueError(f"k: expected a number > 0 or None, got {self.k!r}")
         object.__setattr__(self, "gain_metrics", tuple(self.gain_metrics))
         object.__setattr__(self, "cost_metrics", tuple(self.cost_metrics))
 
     def text(self) -> str:
         cost = ("the run-to-run spread of one arm" if self.max_cost == "spread" else f"{100 * self.max_cost:g}%")
         parts = [f"the largest gamma whose {self.gain_band}-band {' and '.join(_M[m] for m in self.gain_metrics)} "
-                 f"gains are beyond paired noise (|mean| > {self.k:g} se, one sign in every order)",
+                 f"gains are beyond paired noise (|mean| > {threshold_text(self.k)} se, one sign in every order)",
                  f"whose {self.cost_band}-band {' and '.join(_M[m] for m in self.cost_metrics)} cost stays at or "
                  f"below {cost}"]
         if self.check_rollout:
@@ -111,7 +134,7 @@ _M = {"energy_score": "energy score", "mse": "ensemble-mean MSE", "power_ratio":
 # ------------------------------------------------------------------ the sweep table
 
 
-def rows_from_result(result: dict, k: float = 2.0) -> list[dict]:
+def rows_from_result(result: dict, k: float | None = None) -> list[dict]:
     """The compact sweep table of a lookahead result: one row per whitened arm (not repeats).
 
     Row: ``{"arm", "gamma", "eps_frac", "bands": {band: {metric: {n, mean, sd, se, same_sign,
@@ -256,7 +279,7 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
 
 def add_recommendation(result: dict, rule: Rule | None = None) -> dict:
     """(Re)compute the ``sweep`` rows and the ``recommendation`` block of a lookahead result, in place."""
-    rule = rule or Rule(k=(result.get("settings") or {}).get("k", 2.0))
+    rule = rule or Rule(k=(result.get("settings") or {}).get("k"))
     rows = rows_from_result(result, rule.k)
     result["sweep"] = rows
     result["recommendation"] = recommend(rows, rule)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ..probing.recommend import t975, threshold_text
 from .figures import _COLORS, add_km_axis, new_figure, save_figure
 from .tables import _num
 
@@ -50,15 +51,17 @@ def _judged(j: dict, k: float) -> str:
     return f"{100 * j['mean']:+.2f}±{100 * j['se']:.2f}{mark}"
 
 
-def _growing(j: dict, k: float) -> bool | None:
-    """Still growing at the last step: |d_N| exceeds |d| at the previous scored step by more than k se."""
+def _growing(j: dict, k=None) -> bool | None:
+    """Still growing at the last step: beyond noise there, and |d_N| exceeds |d| at the previous scored step
+    by more than the judgement's threshold x se (or the sign changed)."""
     traj = (j or {}).get("trajectory") or []
     if len(traj) < 2 or traj[-1].get("se") is None or traj[-2].get("mean") is None:
         return None
     last, prev = traj[-1], traj[-2]
+    if last["judgement"] != "beyond noise":
+        return False
     se = max(last["se"] or 0.0, prev.get("se") or 0.0)
-    return abs(last["mean"]) - abs(prev["mean"]) > k * se or (last["mean"] * prev["mean"] < 0
-                                                              and last["judgement"] == "beyond noise")
+    return abs(last["mean"]) - abs(prev["mean"]) > (last.get("threshold") or 2.0) * se or last["mean"] * prev["mean"] < 0
 
 
 def _flags(row: dict, rec: dict, rule: dict) -> str:
@@ -75,7 +78,7 @@ def _flags(row: dict, rec: dict, rule: dict) -> str:
             flags.append("rollout worse")
         elif "gain" in w or "unjudged" in w:
             flags.append("no clear gain")
-    if any(_growing(row["bands"].get(rule.get("cost_band", "low"), {}).get(m), rule.get("k", 2.0))
+    if any(_growing(row["bands"].get(rule.get("cost_band", "low"), {}).get(m), rule.get("k"))
            for m in rule.get("cost_metrics", ("energy_score", "mse"))):
         flags.append("cost growing")
     return ", ".join(dict.fromkeys(flags)) or "—"
@@ -89,7 +92,7 @@ def sweep_table(result: dict):
     result = ensure_recommendation(result)
     rows, rec = result["sweep"], result["recommendation"]
     rule = rec["rule"]
-    k = rule.get("k", 2.0)
+    k = rule.get("k")
     bands = [b["name"] for b in result["bands"]]
     spans = {b["name"]: f"l {b['lo']}-{b['hi']}" for b in result["bands"]}
     s = result["settings"]
@@ -97,7 +100,8 @@ def sweep_table(result: dict):
     n = max((row["bands"][bands[0]]["energy_score"]["n"] for row in rows), default=0)
     t = Table(title=f"Lookahead sweep: arm − baseline after {s['steps']} {result['optimizer']['type']} steps "
                     f"(lr {result['optimizer']['lr']:.3g}), held-out, in % of the checkpoint's value, ± paired se over "
-                    f"{n} batch order{'s' if n != 1 else ''} (* beyond noise: |mean| > {k:g} se, one sign; ? unjudged)",
+                    f"{n} batch order{'s' if n != 1 else ''} (* beyond noise: |mean| > {threshold_text(k)} se, one sign "
+                    "in every order; ? unjudged)",
               box=box.SIMPLE_HEAD, padding=(0, 1))
     t.add_column("arm", no_wrap=True)
     for b in bands:
@@ -143,7 +147,7 @@ def trajectory_table(result: dict):
 
     result = ensure_recommendation(result)
     rows = result["sweep"]
-    k = result["recommendation"]["rule"].get("k", 2.0)
+    k = result["recommendation"]["rule"].get("k")
     steps = [x["steps"] for x in (rows[0]["bands"]["low"]["energy_score"].get("trajectory") or [])] if rows else []
     if not steps:
         return None
@@ -302,7 +306,7 @@ def figure_lookahead(result: dict):
     degrees = np.asarray(result["degrees"])[1:]  # l = 0 (the global mean) swamps the scale; it is in the tables
     base_arm = result["arms"][0]
     base_name, base_variant = base_arm["name"], base_arm["variant"]
-    k = (result.get("settings") or {}).get("k", 2.0)
+    k = (result.get("settings") or {}).get("k")
     by = {(a["variant"], a["repeat"]): a["name"] for a in result["arms"]}
     with np.errstate(invalid="ignore", divide="ignore"):
         for ax, m in zip(axes, metrics):
@@ -323,8 +327,10 @@ def figure_lookahead(result: dict):
                         label=f"{_short(a['name'])} − baseline" + (f" (mean of {len(diffs)} orders)" if paired else ""))
                 if paired:
                     se = diffs.std(0, ddof=1) / math.sqrt(len(diffs))
-                    ax.fill_between(degrees, mean - k * se, mean + k * se, color=color, alpha=0.2, lw=0,
-                                    label=f"±{k:g} paired se" if i == 0 else None)
+                    t = k if k is not None else t975(len(diffs) - 1)
+                    ax.fill_between(degrees, mean - t * se, mean + t * se, color=color, alpha=0.2, lw=0,
+                                    label=(f"±{t:.3g} paired se ({'95% interval, ' if k is None else ''}"
+                                           f"{len(diffs)} orders)") if i == 0 else None)
             ax.axhline(0, color="0.5", lw=0.8)
             ax.set_xlabel("degree l (from 1)")
             ax.set_ylabel("change, % of the checkpoint's value at l")
@@ -345,7 +351,6 @@ def figure_sweep(result: dict):
     result = ensure_recommendation(result)
     rows, rec = result["sweep"], result["recommendation"]
     rule = rec["rule"]
-    k = rule.get("k", 2.0)
     bands = [b["name"] for b in result["bands"]]
     fig, axes = new_figure(1, len(bands), figsize=(4.6 * len(bands), 4.0))
     eps_values = sorted({r["eps_frac"] for r in rows if r["eps_frac"] is not None}) or [None]
@@ -356,7 +361,8 @@ def figure_sweep(result: dict):
                 sel = sorted((r for r in rows if r["eps_frac"] == eps), key=lambda r: r["gamma"] or 0.0)
                 g = [0.0] + [r["gamma"] or 0.0 for r in sel]
                 y = [0.0] + [100 * (r["bands"][band][m]["mean"] or math.nan) for r in sel]
-                err = [0.0] + [k * 100 * (r["bands"][band][m]["se"] or 0.0) for r in sel]
+                err = [0.0] + [100 * (r["bands"][band][m]["threshold"] or 0.0) * (r["bands"][band][m]["se"] or 0.0)
+                               for r in sel]
                 label = SHORT[m] + (f", eps {eps:g}" if len(eps_values) > 1 else "")
                 ax.errorbar(g, y, yerr=err, color=_COLORS[(ci * len(eps_values) + ei) % len(_COLORS)],
                             marker=markers[m], ms=4, lw=1.2, capsize=3, label=label)
@@ -372,6 +378,7 @@ def figure_sweep(result: dict):
             ax.set_ylabel("arm − baseline, % of the checkpoint's value")
         ax.grid(True, alpha=0.25)
         ax.legend(fontsize=7)
-    fig.suptitle(f"lookahead sweep: {result['settings']['steps']} steps, error bars ±{k:g} paired se over the batch "
+    what = "95% paired t-interval" if rule.get("k") is None else f"±{rule['k']:g} paired se"
+    fig.suptitle(f"lookahead sweep: {result['settings']['steps']} steps, error bars: {what} over the batch "
                  f"orders; {rec['summary'].split(' -- ')[0]}", fontsize=9, y=1.06)
     return fig

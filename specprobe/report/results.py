@@ -232,7 +232,7 @@ class LookaheadResult(_Result):
         from ..probing.recommend import Rule
 
         if rule is None:
-            rule = Rule(**{"k": (self.data.get("settings") or {}).get("k", 2.0), **rule_options})
+            rule = Rule(**{"k": (self.data.get("settings") or {}).get("k"), **rule_options})
         return add_recommendation(dict(self.data), rule)["recommendation"]
 
     def to_xarray(self):
