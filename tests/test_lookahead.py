@@ -326,3 +326,107 @@ def test_paired_repeats_measure_the_spread_of_the_arm_difference():
     # the noise column stays the baseline reruns' own spread, with or without paired repeats
     assert row["noise"] == plain["table"]["energy_score"]["high"]["noise"] > 0
     assert "paired_sd" not in plain["table"]["energy_score"]["high"]["arms"][arm]
+    j = row["arms"][arm]["paired"]
+    assert j["n"] == 3 and j["mean"] == pytest.approx(np.mean(diffs), rel=1e-12)
+    assert j["se"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(3), rel=1e-12)
+    assert row["arms"][arm]["beyond_noise"] == (j["judgement"] == "beyond noise")
+    # without paired orders the difference is unjudged, never "within noise"
+    cell = plain["table"]["energy_score"]["high"]["arms"][arm]
+    assert cell["beyond_noise"] is None and cell["judgement"] == "unjudged"
+
+
+def test_trajectory_scores_equal_shorter_runs():
+    """The score after k of N steps is the score of an N = k run: same batches (the schedule's prefix), same seeds."""
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, evals = target.pools()
+    common = dict(batch_size=2, n_ensemble=1, repeats=1, optimizer="sgd", lr=0.05, crps_weight=0.0,
+                  energy_score_weight=1.0)
+    long = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(steps=4, **common))
+    assert long["settings"]["trajectory_steps"] == [1, 2]  # N/4 and N/2
+    short = run_lookahead(target, train, evals, variants=["per_sample:gamma=1"], settings=LookaheadSettings(steps=2, **common))
+    for a, b in zip(long["arms"], short["arms"]):
+        assert a["intermediate"]["2"] == b["bands"]
+    assert long["arms"][0]["intermediate"]["1"] != long["arms"][0]["bands"]  # the steps moved the scores
+    (row,) = long["sweep"]
+    traj = row["bands"]["high"]["energy_score"]["trajectory"]
+    assert [x["steps"] for x in traj] == [1, 2, 4]
+    assert traj[1]["mean"] == pytest.approx(short["sweep"][0]["bands"]["high"]["energy_score"]["mean"], rel=1e-12)
+    assert traj[2]["mean"] == row["bands"]["high"]["energy_score"]["mean"]
+    explicit = LookaheadSettings(steps=4, eval_steps=(3, 1, 4), **common)
+    assert explicit.eval_steps == (1, 3, 4) and explicit.trajectory_steps() == (1, 3)
+
+
+def test_a_learning_rate_too_small_to_move_the_scores_is_said():
+    target = GainLookahead(n_train=4, n_eval=2)
+    train, evals = target.pools()
+    s = LookaheadSettings(steps=2, batch_size=2, n_ensemble=1, repeats=1, optimizer="sgd", lr=1e-30, crps_weight=0.0,
+                          energy_score_weight=1.0)
+    result = run_lookahead(target, train, evals, variants=["per_sample"], settings=s)
+    assert result["warnings"] == ["the baseline arm left every band score within 1e-7 of the checkpoint's: lr 1e-30 "
+                                  "is too small to move the scores, so no difference can show; raise --lr"]
+    assert "warnings" not in run_lookahead(target, train, evals, variants=["per_sample"],
+                                           settings=LookaheadSettings(**{**s.__dict__, "lr": 0.05}))
+
+
+def test_learning_rate_policies_on_the_bundled_model():
+    from specprobe.errors import SpecprobeError
+    from specprobe.models.registry import load_target
+    from specprobe.probing.lookahead import resolve_lr
+
+    target = load_target(device="cpu")
+    rec = target.training_recipe()["optimizer"]
+    assert rec["lr"] == pytest.approx(0.003 * 0.05)  # what the adapter records: the final lr
+    lr, why = resolve_lr(target, rec, LookaheadSettings())
+    assert lr == pytest.approx(0.001) and why.startswith("--lr auto: a third of the run's configured (peak) lr 0.003")
+    assert resolve_lr(target, rec, LookaheadSettings(lr_from="peak"))[0] == pytest.approx(0.003)
+    assert resolve_lr(target, rec, LookaheadSettings(lr_from="final"))[0] == pytest.approx(0.00015)
+    assert resolve_lr(target, rec, LookaheadSettings(lr=0.02, lr_from="final")) == (0.02, "--lr")
+    # a recipe whose final lr is 0 (a finished schedule): --lr final is refused naming --lr ...
+    with pytest.raises(SpecprobeError, match=r"--lr final: the run ended at lr 0 .* give --lr NUMBER or --lr auto"):
+        resolve_lr(target, {**rec, "lr": 0.0}, LookaheadSettings(lr_from="final"))
+    # ... and a bare optimizer_factory never builds an lr-0 optimizer
+    with pytest.raises(SpecprobeError, match="lr 0 changes nothing; give --lr"):
+        optimizer_factory([torch.nn.Parameter(torch.zeros(2))], {**rec, "lr": 0.0}, LookaheadSettings())
+
+
+def test_sweep_shorthand_arms():
+    from specprobe.probing.lookahead import DEFAULT_GAMMAS, sweep_variants
+
+    names = [c.name for c in sweep_variants(DEFAULT_GAMMAS)]
+    assert names == [f"per_sample(gamma={g},eps_frac=0.02)" for g in ("0.2", "0.5", "0.8", "1")]  # 0: the baseline
+    grid = [c.name for c in sweep_variants([0, 0.5, 1], [0.02, 0.05], ["per_sample:gamma=0.5,eps_frac=0.05"])]
+    assert grid == ["per_sample(gamma=0.5,eps_frac=0.02)", "per_sample(gamma=0.5,eps_frac=0.05)",
+                    "per_sample(gamma=1,eps_frac=0.02)", "per_sample(gamma=1,eps_frac=0.05)"]  # each once
+    assert [c.name for c in sweep_variants(None, [0.1])] == ["per_sample(gamma=0.5,eps_frac=0.1)"]
+    assert [c.name for c in sweep_variants(None, None, ["per_sample:gamma=0.8"])] == ["per_sample(gamma=0.8,eps_frac=0.02)"]
+    assert sweep_variants([0]) == []
+    with pytest.raises(ValueError, match=r"--gamma: expected numbers in \[0, 1\]"):
+        sweep_variants([0.5, 2])
+
+
+def test_arms_are_identical_whichever_process_trains_them(tmp_path):
+    """Two worker processes (each rebuilding the model and pools) give the one-process result, rollouts included."""
+    from specprobe.probing.lookahead import lookahead
+
+    train = _small_train_file(tmp_path)
+    s = LookaheadSettings(steps=2, batch_size=2, repeats=1, eval_steps=(1, 2))
+    kw = dict(train_data=str(train), n_eval=2, threads=1, rollout_steps=2, timestamp=False, command_line=["test"],
+              variants=["per_sample:gamma=1"], settings=s, cache_dir=tmp_path / "cache")
+    one, two = lookahead(workers=1, **kw), lookahead(workers=2, **kw)
+    assert one["arms"][0]["rollout"]["leads"] == [1, 2] and "checkpoint" in one["rollout"]
+    assert len(one["arms"]) == 4 and one["arms"][1]["train_loss"] != one["arms"][0]["train_loss"]
+    for r in (one, two):  # whether the rollout reference came from the cache is provenance, not a result
+        assert isinstance(r["rollout"]["rollout_set"].pop("cached"), bool)
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+
+
+def test_a_loss_recipe_from_defaults_is_said_to_be_one():
+    from specprobe.report.lookahead_report import provenance_lines
+
+    target = GainLookahead(n_train=4, n_eval=2)  # its training_recipe records no loss
+    s = LookaheadSettings(steps=1, batch_size=2, n_ensemble=1, repeats=1, optimizer="sgd", lr=0.05)
+    lines = provenance_lines(run_lookahead(target, *target.pools(), variants=["per_sample"], settings=s))
+    assert lines[1].startswith("loss 0 CRPS + 1 ES, 1 members -- DEFAULTS: no training loss config was found")
+    given = run_lookahead(target, *target.pools(), variants=["per_sample"],
+                          settings=LookaheadSettings(**{**s.__dict__, "crps_weight": 0.0, "energy_score_weight": 1.0}))
+    assert provenance_lines(given)[1] == "loss 0 CRPS + 1 ES, 1 members (from options)"

@@ -92,3 +92,80 @@ def test_time_split_keeps_training_before_evaluation(run):
         target.lookahead_pools(data, train_time_stop="2000-01-03 00:00")
     synth_train, synth_eval = target.lookahead_pools(None, n_train=3, n_eval=2)
     assert synth_train.description["synthetic"] and check_disjoint(synth_train, synth_eval) == 6
+
+
+# ------------------------------------------------------------------ a finished run: the scheduler reached lr 0
+
+
+@pytest.fixture(scope="module")
+def finished_run(run, tmp_path_factory):
+    """The trained run as at the end of a cosine schedule: ckpt.tar's optimizer state holds lr 0 (what fme
+    stores when its scheduler has reached it), config.yaml still says lr 1e-3."""
+    import shutil
+
+    dst = tmp_path_factory.mktemp("finished") / "exp"
+    shutil.copytree(run, dst)
+    ckpt = dst / "training_checkpoints" / "ckpt.tar"
+    obj = load_checkpoint_file(ckpt)
+    for group in obj["optimization"]["optimizer_state_dict"]["param_groups"]:
+        group["lr"] = 0.0
+    torch.save(obj, ckpt)
+    return dst
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from specprobe.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_finished_run_trains_at_its_configured_lr_not_at_zero(finished_run, run, tmp_path):
+    from specprobe.probing.lookahead import lookahead
+
+    ckpt = finished_run / "training_checkpoints" / "ckpt.tar"
+    assert load_fme_target(ckpt).training_recipe()["optimizer"]["lr"] == 0.0  # what the scheduler left
+    result = lookahead(ckpt, data=str(run.parent / "data"), variants=["per_sample"], n_train=4, workers=1,
+                       rollout_steps=0, settings=LookaheadSettings(steps=1, batch_size=2, repeats=1), threads=1,
+                       timestamp=False, command_line=["test"])
+    opt = result["optimizer"]
+    assert opt["lr"] == pytest.approx(1e-3 / 3)
+    assert opt["lr_source"].startswith("--lr auto: a third of the run's configured (peak) lr 0.001") \
+        and "config.yaml" in opt["lr_source"]
+    assert opt["state"].startswith("checkpoint optimizer state") and "warnings" not in result
+    moved = [abs(c["arms"]["baseline"]["vs_checkpoint"]) for c in result["table"]["mse"].values()]
+    assert max(moved) > 1e-6  # not a silent no-op: the baseline arm moved the scores
+
+
+def test_a_finished_run_refuses_lr_zero_in_one_line(finished_run, run, tmp_path):
+    import shutil
+
+    ckpt = finished_run / "training_checkpoints" / "ckpt.tar"
+    data = run.parent / "data"
+    r = _cli("lookahead", ckpt, "--data", data, "--lr", "final", "--steps", "1", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--lr final: the run ended at lr 0 (the end of its schedule)" in r.stderr and "give --lr NUMBER" in r.stderr
+    assert not (tmp_path / "a" / "lookahead.json").exists()
+    # without config.yaml beside the run, nothing records a usable lr: refused, naming --lr
+    bare = tmp_path / "bare" / "exp"
+    shutil.copytree(finished_run, bare)
+    (bare / "config.yaml").unlink()
+    r = _cli("lookahead", bare / "training_checkpoints" / "ckpt.tar", "--data", data, "--steps", "1",
+             "--rollout-steps", "0", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "no usable learning rate" in r.stderr and "give --lr NUMBER" in r.stderr
+    assert not (tmp_path / "b" / "lookahead.json").exists()
+
+
+def test_a_default_sweep_on_short_fme_data_says_why_it_has_no_rollout(run, tmp_path):
+    r = _cli("lookahead", run / "training_checkpoints" / "ckpt.tar", "--data", run.parent / "data", "--steps", "1",
+             "--batch-size", "2", "--gamma", "0,1", "--repeats", "1", "--n-train", "4", "--workers", "1",
+             "--threads", "1", "--out", tmp_path / "out")
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    text = " ".join(r.stdout.split())
+    assert "rollout health skipped:" in text and "give --rollout-steps N to require it" in text
+    assert "recommendation: " in text and "loss 0.5 CRPS + 0.5 ES, 2 members (from" in text
+    r = _cli("lookahead", run / "training_checkpoints" / "ckpt.tar", "--data", run.parent / "data", "--steps", "1",
+             "--rollout-steps", "20", "--out", tmp_path / "out2")
+    assert r.exit_code == 2 and "rollout health needs" in r.stderr and r.stderr.count("\n") == 1

@@ -438,6 +438,7 @@ class ArmRunner:
         if score_steps:
             arm["intermediate"] = intermediate
         if rollout is not None:
+            rollout.pop("rollout_set", None)  # once, in result["rollout"]: the same set for every arm
             arm["rollout"] = rollout
         return arm
 
@@ -472,6 +473,8 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
     if workers is not None:
         workers.start(configs, s_run, loss, bands)
     checkpoint_rollout = probe.roll_out()
+    if checkpoint_rollout is not None:
+        checkpoint_rollout.pop("rollout_set", None)  # once, in result["rollout"]
     indices = [i for i in range(len(runs)) if shard is None or shard.takes(i)]
     if workers is not None:
         arms = workers.collect(indices, progress)
@@ -810,6 +813,7 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
     target = load_target(path, device=dev, trust=trust_checkpoint, ema=ema)
     if not hasattr(target, "lookahead_pools"):
         raise SpecprobeError(f"{path}: the {target.family} adapter cannot fine-tune (no training data source)")
+    resolve_lr(target, target.training_recipe().get("optimizer"), settings)  # a refused lr fails before any data
     pool_kwargs = {"n_train": n_train, "n_eval": n_eval, "seed": settings.seed, "cache_dir": cache_dir}
     if pool_kwargs["n_train"] is None:
         pool_kwargs.pop("n_train")
@@ -883,5 +887,10 @@ def _rollout_for(target, data, train_pool, rollout_steps, settings, cache_dir):
     rs = replace(rs, seed=settings.seed)
     # torch-harmonics --data holds evaluation pairs, too short for a rollout: the solver gives the reference
     rdata = data if target.family == "fme" else None
-    rset = build_rollout_set(target, rdata, settings=rs, cache_dir=cache_dir, avoid=(train_pool,))
+    try:
+        rset = build_rollout_set(target, rdata, settings=rs, cache_dir=cache_dir, avoid=(train_pool,))
+    except DataError as e:
+        if rollout_steps is not None:  # asked for: the user hears why it cannot be done
+            raise
+        return None, None, f"rollout health skipped: {e} (give --rollout-steps N to require it)"
     return {"settings": rs, "set": rset}, {"settings": asdict(rs), "data": rdata}, None
