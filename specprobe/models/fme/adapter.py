@@ -31,9 +31,8 @@ from .describe import (  # noqa: F401 - re-exported entry points for the registr
     infer_grid_from_latitudes,
     is_fme_checkpoint,
     single_module_config,
-    training_loss_config,
-    training_rollout_config,
 )
+from .training_config import training_loss_config
 
 FME_MISSING = "fme checkpoints need the fme extra: pip install 'specprobe[fme]' (fme==2026.10.0)"
 
@@ -403,7 +402,7 @@ class FmeTarget:
         """The run's optimizer: type from its config.yaml (fme default Adam), eps/betas from ckpt.tar's state."""
         from ..base import OptimizerSettings
         from .adam import optimizer_hyperparameters
-        from .describe import training_optimizer_config
+        from .training_config import training_optimizer_config
 
         cfg, cfg_src = training_optimizer_config(self._obj, self.path)
         hyper = optimizer_hyperparameters(self._obj)

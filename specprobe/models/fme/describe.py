@@ -14,10 +14,18 @@ adapter (:mod:`.layouts`) re-derives them from the live fme modules, which is au
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping
 from pathlib import Path
+
+from .layouts import static_layouts
+from .training_config import (  # noqa: F401 - training_optimizer_config: where callers found it before
+    as_float,
+    as_int,
+    training_loss_config,
+    training_optimizer_config,
+    training_rollout_config,
+)
 
 # Checkpoint-file names fme's Trainer writes; used only to label the file in describe().
 _TRAINER_FILES = {
@@ -25,11 +33,6 @@ _TRAINER_FILES = {
     "best_ckpt.tar": "best validation loss (no optimizer state, no EMA weights)",
     "best_inference_ckpt.tar": "best inline-inference error (no optimizer state, no EMA weights)",
 }
-_FILTER_KEY = re.compile(r"(^|\.)filter\.")
-# Under a filter path but not per-degree: spectral_ratio projections, biases, DISCO (local) convolutions.
-_NOT_SPECTRAL_KEY = re.compile(r"(proj\.weight|\.bias|\.filter\.conv\.weight)$")
-
-
 def is_fme_checkpoint(obj) -> bool:
     """A dict with a ``stepper`` holding a ``config`` and its weights (current or legacy layout)."""
     if not isinstance(obj, Mapping):
@@ -159,118 +162,6 @@ def _norm_summary(state, names) -> dict | None:
     return {n: {"mean": float(means[n]), "std": float(stds[n])} for n in names if n in means and n in stds}
 
 
-def expected_degrees(builder_type: str, builder_cfg: Mapping, nlat: int | None) -> int | None:
-    """Number of degrees L of the filters, as fme's builders size their transforms."""
-    if nlat is None:
-        return None
-    htf = float(builder_cfg.get("hard_thresholding_fraction", 1.0))
-    if builder_type == "NoiseConditionedSFNO":
-        return int(nlat * htf)
-    if builder_type in ("SphericalFourierNeuralOperatorNet", "SFNO-v0.1.0"):
-        default_scale = 16 if builder_type == "SFNO-v0.1.0" else 1
-        return int((nlat // int(builder_cfg.get("scale_factor", default_scale))) * htf)
-    return None
-
-
-def _static_axis(builder_type, cfg, name, shape, dtype, L):
-    """(degree_axis | None, layout, l0_bypassed) of a tensor we know, or None if we cannot place it."""
-    leaf = name.rsplit(".", 1)[-1]
-    complex_ = "complex" in dtype
-    if builder_type == "NoiseConditionedSFNO":
-        ftype = cfg.get("filter_type", "linear")
-        l0 = bool(cfg.get("filter_preserves_global_mean", False)) and ftype == "linear"
-        if ftype == "makani-linear" and leaf == "weight" and complex_ and len(shape) == 4:
-            return 3, "(G, Cin/G, Cout/G, L) complex64, fme makani-linear dhconv", False
-        if ftype == "linear" and leaf in ("weight", "lora_A", "lora_B") and shape[-1] == 2:
-            if len(shape) == 5 and (L is None or shape[1] == L):
-                kind = {"weight": "(G, L, Cs/G, Cs/G, 2)", "lora_A": "(G, L, r, Cs/G, 2)",
-                        "lora_B": "(G, L, Cs/G, r, 2)"}[leaf]
-                return 1, f"{kind} real (re, im), fme linear dhconv", l0
-            if len(shape) == 5 and shape[3] == L:  # written before fme moved L to axis 1 (permuted on load)
-                return 3, "(G, Cin, Cout, L, 2) real (re, im), older fme layout (fme permutes on load)", l0
-            if len(shape) == 4 and shape[2] == L:  # ungrouped, even older
-                return 2, "(Cs, Cs, L, 2) real (re, im), ungrouped older fme layout", l0
-        return None
-    nonlinear = re.search(r"filter\.filter\.(w|wout|b)(\.\d+)?$", name)
-    if builder_type == "SphericalFourierNeuralOperatorNet" and cfg.get("filter_type") == "non-linear" and nonlinear:
-        if nonlinear.group(1) != "b" and cfg.get("operator_type", "diagonal") == "l-dependant" and len(shape) == 4:
-            return 0, "(L, in, out, 2) real (re, im), SFNO non-linear l-dependant", False
-        return None, "shared by all degrees (SFNO non-linear filter)", False
-    if builder_type in ("SphericalFourierNeuralOperatorNet", "SFNO-v0.1.0") and leaf == "weight":
-        if not name.endswith("filter.filter.weight") or shape[-1] != 2:
-            return None
-        separable = bool(cfg.get("separable", False))
-        op = cfg.get("operator_type", "diagonal" if builder_type == "SphericalFourierNeuralOperatorNet" else "dhconv")
-        axis = 1 if separable else 2
-        if L is not None and (len(shape) <= axis or shape[axis] != L):
-            return None
-        lib = "modulus SFNO (legacy ACE)" if builder_type == "SphericalFourierNeuralOperatorNet" else "makani SFNO v0.1.0"
-        io = "(Cin" + ("" if separable else ", Cout")
-        if op == "diagonal":
-            return axis, f"{io}, L, M, 2) real (re, im), {lib} diagonal (m at {axis + 1})", False
-        return axis, f"{io}, L, 2) real (re, im), {lib} dhconv", False
-    return None
-
-
-def static_layouts(obj, overrides: Mapping[str, int | None] | None = None) -> tuple[list[dict], list[dict]]:
-    """(params, unplaced): every tensor of the module state with a static degree-axis guess.
-
-    ``unplaced`` lists filter tensors (under a ``.filter.`` path, >= 3 dims) whose layout is unknown.
-    """
-    cfg_all = single_module_config(obj)
-    builder = cfg_all.get("builder") or {}
-    btype, bcfg = str(builder.get("type", "?")), dict(builder.get("config") or {})
-    L = expected_degrees(btype, bcfg, grid_info(obj).get("nlat"))
-    params, unplaced = [], []
-    for name, t in module_state(obj).items():
-        if not hasattr(t, "shape"):
-            continue
-        shape, dtype = list(t.shape), str(getattr(t, "dtype", "")).removeprefix("torch.")
-        entry = {"name": name, "shape": shape, "dtype": dtype, "degree_axis": None, "layout": "", "l0_bypassed": False}
-        placed = _static_axis(btype, bcfg, name, shape, dtype, L)
-        if placed is not None:
-            entry["degree_axis"], entry["layout"], entry["l0_bypassed"] = placed
-        hit, override = _match_override(name, overrides)
-        if hit:
-            axis = None if override is None or str(override).lower() == "none" else int(override) % max(len(shape), 1)
-            entry["degree_axis"], entry["layout"] = axis, "user override (--degree-axis)"
-        elif placed is None and _FILTER_KEY.search(name) and len(shape) >= 2 and not _NOT_SPECTRAL_KEY.search(name):
-            entry["layout"] = "unknown"
-            unplaced.append(entry)
-        params.append(entry)
-    return params, unplaced
-
-
-def _match_override(name, overrides):
-    for pattern, axis in (overrides or {}).items():
-        if fnmatch.fnmatchcase(name, pattern):
-            return True, axis
-    return False, None
-
-
-def training_loss_config(obj, path=None) -> tuple[dict | None, str]:
-    """The training loss config and where it came from.
-
-    Legacy stepper configs store ``loss``; current checkpoints do not (the loss lives in the
-    training config), but fme's ``train`` entry point writes ``<experiment_dir>/config.yaml`` next
-    to ``<experiment_dir>/training_checkpoints/``, so we read ``stepper_training`` from there.
-    """
-    cfg = obj["stepper"]["config"]
-    if isinstance(cfg.get("loss"), Mapping):
-        return dict(cfg["loss"]), "checkpoint (legacy stepper config)"
-    data, where = _training_yaml(path)
-    if data is None:
-        return None, where if "unreadable" in where else f"not stored in current-format checkpoints ({where})"
-    training = data.get("stepper_training") or {}
-    loss = training.get("loss")
-    if not isinstance(loss, Mapping):
-        return None, f"{where}: no stepper_training.loss (fme default: MSE)"
-    out = dict(loss)
-    if "n_ensemble" in training:
-        out["n_ensemble"] = training["n_ensemble"]
-    return out, where
-
-
 def describe_fme_checkpoint(obj, path=None, *, degree_axis_overrides: Mapping[str, int | None] | None = None) -> dict:
     """JSON-able description of an fme checkpoint without importing fme or building the model."""
     if not is_fme_checkpoint(obj):
@@ -283,7 +174,8 @@ def describe_fme_checkpoint(obj, path=None, *, degree_axis_overrides: Mapping[st
     lat_grid = infer_grid_from_latitudes(grid.get("lat"))
     norms = normalization_states(obj)
     all_names = sorted(set(in_names) | set(out_names))
-    params, unplaced = static_layouts(obj, degree_axis_overrides)
+    params, unplaced = static_layouts(module_state(obj), str(builder.get("type", "?")), bcfg, grid["nlat"],
+                                      degree_axis_overrides)
     ema = obj.get("ema") if isinstance(obj.get("ema"), Mapping) else {}
     opt = obj.get("optimization") if isinstance(obj.get("optimization"), Mapping) else None
     loss_cfg, loss_src = training_loss_config(obj, path)
@@ -312,10 +204,10 @@ def describe_fme_checkpoint(obj, path=None, *, degree_axis_overrides: Mapping[st
         "n_parameters": int(sum(_numel(p["shape"]) for p in params)),
         "epoch": obj.get("epoch"),
         "num_batches_seen": obj.get("num_batches_seen"),
-        "best_validation_loss": _float(obj.get("best_validation_loss")),
+        "best_validation_loss": as_float(obj.get("best_validation_loss")),
         "optimizer_state": opt is not None and "optimizer_state_dict" in opt,
         "ema_present": "ema_params" in ema,
-        "ema": {"decay": _float(ema.get("decay")), "num_updates": _int(ema.get("num_updates"))} if ema else None,
+        "ema": {"decay": as_float(ema.get("decay")), "num_updates": as_int(ema.get("num_updates"))} if ema else None,
         "timestep_seconds": timestep_seconds(obj),
         "variable_metadata": _metadata(obj),
         "training_loss": loss_cfg,
@@ -337,20 +229,6 @@ def _numel(shape):
     return n
 
 
-def _float(v):
-    try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(v):
-    try:
-        return None if v is None else int(v)
-    except (TypeError, ValueError):
-        return None
-
-
 def _metadata(obj) -> dict:
     meta = (obj["stepper"].get("dataset_info") or {}).get("variable_metadata") or {}
     out = {}
@@ -361,90 +239,3 @@ def _metadata(obj) -> dict:
     return out
 
 
-def _training_yaml(path) -> tuple[dict | None, str]:
-    """``<experiment_dir>/config.yaml`` beside ``training_checkpoints/`` (fme's train entry point writes it)."""
-    if path is None:
-        return None, "no checkpoint path"
-    p = Path(path).resolve()
-    yaml_path = p.parent.parent / "config.yaml"
-    if p.parent.name != "training_checkpoints" or not yaml_path.is_file():
-        return None, "no training config.yaml next to training_checkpoints/"
-    try:
-        import yaml
-
-        with open(yaml_path) as f:
-            data = yaml.safe_load(f)
-        return (data if isinstance(data, Mapping) else {}), str(yaml_path)
-    except Exception as e:  # noqa: BLE001 - a broken side file must not break `info`
-        return None, f"{yaml_path}: unreadable ({type(e).__name__})"
-
-
-def _longest_rollout(value, epoch) -> tuple[int | None, str]:
-    """(K, how it was recorded) of fme's ``n_forward_steps``: an int, ``{outcomes: [{steps, probability}]}``
-    (sampled per batch) or ``{start_value, milestones: [{epoch, value}]}`` (a schedule). Sampled or
-    scheduled: the longest rollout in force at ``epoch`` (fme loads that many steps of data per batch)."""
-    if isinstance(value, Mapping) and "start_value" in value:
-        current = value.get("start_value")
-        for m in sorted(value.get("milestones") or [], key=lambda m: m.get("epoch", 0)):
-            if epoch is not None and int(epoch) >= int(m.get("epoch", 0)):
-                current = m.get("value")
-        k, how = _longest_rollout(current, epoch)
-        return k, f"schedule {value} -> {how} at epoch {epoch}"
-    if isinstance(value, Mapping) and "outcomes" in value:
-        outcomes = {int(o["steps"]): float(o.get("probability", 1.0)) for o in value["outcomes"]}
-        return max(outcomes), f"sampled per batch {outcomes}; longest probed by default"
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None, f"unrecognised n_forward_steps {value!r}"
-    return int(value), str(value)
-
-
-def training_rollout_config(obj, path=None) -> dict:
-    """How the run rolled out in training: ``n_forward_steps`` (the default K of ``--n-forward-steps``),
-    ``optimize_last_step_only``, ``pushforward_steps``, ``sqrt_loss_step_decay_constant``, ``source``.
-
-    Current fme: ``stepper_training`` of ``<experiment_dir>/config.yaml``; older current-format
-    checkpoints kept ``train_n_forward_steps``/``optimize_last_step_only`` in the stepper config (fme
-    drops them on load); legacy trainer configs had ``n_forward_steps`` at the top level. Nothing
-    recorded: one step.
-    """
-    stepper_cfg = obj["stepper"]["config"]
-    data, where = _training_yaml(path)
-    training = (data or {}).get("stepper_training")
-    training = training if isinstance(training, Mapping) else {}
-    loss_cfg, _ = training_loss_config(obj, path)
-    out = {"n_forward_steps": 1, "recorded": None, "optimize_last_step_only": False, "pushforward_steps": 0,
-           "sqrt_loss_step_decay_constant": _float((loss_cfg or {}).get("sqrt_loss_step_decay_constant")) or 0.0,
-           "source": "not recorded (fme trains 1 step unless told otherwise)"}
-    for value, keys, source in (
-        (training.get("n_forward_steps"), training, where),
-        (stepper_cfg.get("train_n_forward_steps"), stepper_cfg, "checkpoint (stepper config)"),
-        ((data or {}).get("n_forward_steps"), data or {}, f"{where} (legacy top-level)"),
-    ):
-        if value is None:
-            continue
-        try:
-            k, how = _longest_rollout(value, obj.get("epoch"))
-        except (KeyError, TypeError, ValueError, AttributeError):  # a malformed config must not break `info`
-            k = None
-        if k is None or k < 1:
-            continue
-        out.update(n_forward_steps=k, recorded=how, source=source,
-                   optimize_last_step_only=bool(keys.get("optimize_last_step_only", False)),
-                   pushforward_steps=_int(keys.get("pushforward_steps", 0)) or 0)
-        break
-    return out
-
-
-def training_optimizer_config(obj, path=None) -> tuple[dict | None, str]:
-    """The run's ``optimization`` section (optimizer_type, lr, kwargs) and where it came from.
-
-    Checkpoints do not store it; fme's ``train`` writes ``<experiment_dir>/config.yaml`` next to
-    ``training_checkpoints/`` (as for :func:`training_loss_config`). fme's default is Adam.
-    """
-    data, where = _training_yaml(path)
-    if data is None:
-        return None, f"not stored in checkpoints ({where})"
-    opt = data.get("optimization")
-    if not isinstance(opt, Mapping):
-        return {"optimizer_type": "Adam"}, f"{where}: no optimization section (fme default: Adam)"
-    return dict(opt), where

@@ -26,6 +26,7 @@ an error naming every candidate, unless the user places them with ``degree_axis_
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 
 from ...errors import CheckpointError
@@ -174,3 +175,99 @@ def _looks_like_filter(owner_name: str, owner, p) -> bool:
         return False
     on_filter_path = ".filter" in f".{owner_name}" or owner_name.endswith("filter")
     return on_filter_path or "Spectral" in cls or "Factorized" in cls or "Tensor" in cls
+
+
+# ---------------------------------------------------------------- static: from the checkpoint dict alone
+
+_FILTER_KEY = re.compile(r"(^|\.)filter\.")
+# Under a filter path but not per-degree: spectral_ratio projections, biases, DISCO (local) convolutions.
+_NOT_SPECTRAL_KEY = re.compile(r"(proj\.weight|\.bias|\.filter\.conv\.weight)$")
+
+
+def expected_degrees(builder_type: str, builder_cfg: Mapping, nlat: int | None) -> int | None:
+    """Number of degrees L of the filters, as fme's builders size their transforms."""
+    if nlat is None:
+        return None
+    htf = float(builder_cfg.get("hard_thresholding_fraction", 1.0))
+    if builder_type == "NoiseConditionedSFNO":
+        return int(nlat * htf)
+    if builder_type in ("SphericalFourierNeuralOperatorNet", "SFNO-v0.1.0"):
+        default_scale = 16 if builder_type == "SFNO-v0.1.0" else 1
+        return int((nlat // int(builder_cfg.get("scale_factor", default_scale))) * htf)
+    return None
+
+
+def _static_axis(builder_type, cfg, name, shape, dtype, L):
+    """(degree_axis | None, layout, l0_bypassed) of a tensor we know, or None if we cannot place it."""
+    leaf = name.rsplit(".", 1)[-1]
+    complex_ = "complex" in dtype
+    if builder_type == "NoiseConditionedSFNO":
+        ftype = cfg.get("filter_type", "linear")
+        l0 = bool(cfg.get("filter_preserves_global_mean", False)) and ftype == "linear"
+        if ftype == "makani-linear" and leaf == "weight" and complex_ and len(shape) == 4:
+            return 3, "(G, Cin/G, Cout/G, L) complex64, fme makani-linear dhconv", False
+        if ftype == "linear" and leaf in ("weight", "lora_A", "lora_B") and shape[-1] == 2:
+            if len(shape) == 5 and (L is None or shape[1] == L):
+                kind = {"weight": "(G, L, Cs/G, Cs/G, 2)", "lora_A": "(G, L, r, Cs/G, 2)",
+                        "lora_B": "(G, L, Cs/G, r, 2)"}[leaf]
+                return 1, f"{kind} real (re, im), fme linear dhconv", l0
+            if len(shape) == 5 and shape[3] == L:  # written before fme moved L to axis 1 (permuted on load)
+                return 3, "(G, Cin, Cout, L, 2) real (re, im), older fme layout (fme permutes on load)", l0
+            if len(shape) == 4 and shape[2] == L:  # ungrouped, even older
+                return 2, "(Cs, Cs, L, 2) real (re, im), ungrouped older fme layout", l0
+        return None
+    nonlinear = re.search(r"filter\.filter\.(w|wout|b)(\.\d+)?$", name)
+    if builder_type == "SphericalFourierNeuralOperatorNet" and cfg.get("filter_type") == "non-linear" and nonlinear:
+        if nonlinear.group(1) != "b" and cfg.get("operator_type", "diagonal") == "l-dependant" and len(shape) == 4:
+            return 0, "(L, in, out, 2) real (re, im), SFNO non-linear l-dependant", False
+        return None, "shared by all degrees (SFNO non-linear filter)", False
+    if builder_type in ("SphericalFourierNeuralOperatorNet", "SFNO-v0.1.0") and leaf == "weight":
+        if not name.endswith("filter.filter.weight") or shape[-1] != 2:
+            return None
+        separable = bool(cfg.get("separable", False))
+        op = cfg.get("operator_type", "diagonal" if builder_type == "SphericalFourierNeuralOperatorNet" else "dhconv")
+        axis = 1 if separable else 2
+        if L is not None and (len(shape) <= axis or shape[axis] != L):
+            return None
+        lib = "modulus SFNO (legacy ACE)" if builder_type == "SphericalFourierNeuralOperatorNet" else "makani SFNO v0.1.0"
+        io = "(Cin" + ("" if separable else ", Cout")
+        if op == "diagonal":
+            return axis, f"{io}, L, M, 2) real (re, im), {lib} diagonal (m at {axis + 1})", False
+        return axis, f"{io}, L, 2) real (re, im), {lib} dhconv", False
+    return None
+
+
+def static_layouts(state: Mapping, btype: str, bcfg: Mapping, nlat: int | None,
+                   overrides: Mapping[str, int | None] | None = None) -> tuple[list[dict], list[dict]]:
+    """(params, unplaced): every tensor of a checkpoint's module state with a static degree-axis guess
+    from the builder type and config (no fme import, no model built; :func:`spectral_params` places
+    the live parameters, which is authoritative).
+
+    ``unplaced`` lists filter tensors (under a ``.filter.`` path, >= 3 dims) whose layout is unknown.
+    """
+    L = expected_degrees(btype, bcfg, nlat)
+    params, unplaced = [], []
+    for name, t in state.items():
+        if not hasattr(t, "shape"):
+            continue
+        shape, dtype = list(t.shape), str(getattr(t, "dtype", "")).removeprefix("torch.")
+        entry = {"name": name, "shape": shape, "dtype": dtype, "degree_axis": None, "layout": "", "l0_bypassed": False}
+        placed = _static_axis(btype, bcfg, name, shape, dtype, L)
+        if placed is not None:
+            entry["degree_axis"], entry["layout"], entry["l0_bypassed"] = placed
+        hit, override = _match_override(name, overrides)
+        if hit:
+            axis = None if override is None or str(override).lower() == "none" else int(override) % max(len(shape), 1)
+            entry["degree_axis"], entry["layout"] = axis, "user override (--degree-axis)"
+        elif placed is None and _FILTER_KEY.search(name) and len(shape) >= 2 and not _NOT_SPECTRAL_KEY.search(name):
+            entry["layout"] = "unknown"
+            unplaced.append(entry)
+        params.append(entry)
+    return params, unplaced
+
+
+def _match_override(name, overrides):
+    for pattern, axis in (overrides or {}).items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return True, axis
+    return False, None

@@ -27,7 +27,7 @@ def training_recipe(target) -> dict:
                 "n_ensemble": cfg.get("n_ensemble"), "whitening_trained": kw.get("energy_score_whitening"),
                 "source": target.loss_config_source}
     opt = (target._obj.get("optimization") or {}).get("optimizer_state_dict")
-    from .describe import training_optimizer_config
+    from .training_config import training_optimizer_config
 
     yaml_opt = training_optimizer_config(target._obj, target.path)[0] or {}
     optimizer = {"type": yaml_opt.get("optimizer_type"), "lr": yaml_opt.get("lr"), "hyper": {}, "state": None,

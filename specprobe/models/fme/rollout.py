@@ -64,7 +64,7 @@ class RolloutSettings:
 def resolve_rollout(obj, path, *, n_forward_steps=None, optimize_last_step_only=None,
                     pushforward_steps=None) -> RolloutSettings:
     """Given values win; the rest come from the run's training config (:func:`training_rollout_config`)."""
-    from .describe import training_rollout_config
+    from .training_config import training_rollout_config
 
     recorded = training_rollout_config(obj, path)
     given = [name for name, v in (("n_forward_steps", n_forward_steps), ("optimize_last_step_only", optimize_last_step_only),
