@@ -411,19 +411,42 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_pro
 @app.command()
 @_guard
 def compare(
-    results: list[Path] = typer.Argument(..., help="result.json files from grad-by-l."),
+    results: list[Path] = typer.Argument(..., help="result.json files from grad-by-l, or lookahead.json files."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels, one per file."),
     normalize: str = typer.Option("none", "--normalize", help="none, low-band or total."),
     variant: str = typer.Option("baseline", "--variant", help="Which variant's curve to overlay."),
     out: Path = typer.Option(Path("compare.png"), "--out", help="Figure file (format from its suffix)."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+    max_cost: Optional[str] = typer.Option(None, "--max-cost", help="lookahead.json files: recompute each "
+                                           "recommendation with this low-band cost limit (percent, or 'spread'; "
+                                           "default: the lookahead's default rule)."),
 ):
-    """Overlay the per-degree curves of several result files and tabulate their statistics."""
+    """Overlay the per-degree curves of several result files and tabulate their statistics; for
+    lookahead.json files, recompute each sweep's recommendation from the file (--max-cost)."""
     import json
 
-    from .report.compare import (NORMALIZE, compare_optimizer_table, compare_rows, compare_table, labels_for,
-                                 load_results, plot_compare)
+    from .report.compare import (NORMALIZE, compare_optimizer_table, compare_rows, compare_table, is_lookahead_file,
+                                 labels_for, load_results, plot_compare)
     from .report.figures import FORMATS
+
+    if any(is_lookahead_file(p) for p in results):
+        from .probing.recommend import Rule
+        from .report.compare import lookahead_compare_rows, lookahead_compare_table
+
+        rule = Rule(max_cost=_max_cost_option(max_cost)) if max_cost is not None else None
+        rows = lookahead_compare_rows(results, labels_for(results, labels), rule)
+        if as_json:
+            from .probing.result import _clean
+
+            typer.echo(json.dumps(_clean([{k: v for k, v in r.items() if k != "sweep"} for r in rows]), indent=1))
+            return
+        console = _console()
+        console.print(lookahead_compare_table(rows))
+        for r in rows:
+            console.print(f"{r['label']}: {r['recommendation']['summary']}")
+        return
+    if max_cost is not None:
+        _fail("--max-cost recomputes the recommendation of lookahead.json files; these are grad-by-l results")
 
     if normalize not in NORMALIZE:
         _fail(f"--normalize: expected one of {', '.join(NORMALIZE)}, got {normalize!r}")
@@ -479,7 +502,9 @@ def sweep(
     other_params: str = _other_params_option(),
     moment_elements: str = _moment_elements_option(),
 ):
-    """Pre-screen whitening strength: measured and predicted gradient boost per (gamma, eps_frac)."""
+    """The gradient pre-screen (no training): per (gamma, eps_frac), the measured and predicted gradient boost
+    per band and the optimizer view (Adam step ratio, direction cosine). It says what whitening does to the
+    gradients; which gamma to train with is the lookahead sweep's answer: `specprobe lookahead --gamma ...`."""
     import json
 
     from .probing.api import probe
@@ -510,6 +535,8 @@ def sweep(
         return
     console = _console()
     console.print(view.table())
+    console.print("this is the gradient pre-screen (no training); for the decision -- which gamma to train with, at "
+                  f"what cost -- run the lookahead sweep: specprobe lookahead --gamma 0,{gamma}")
     console.print(f"wrote {out_dir / 'sweep.json'}, " + ", ".join(map(str, written)))
 
 

@@ -231,6 +231,16 @@ def test_cli_lookahead_prints_the_sweep_and_writes_files(tmp_path):
     traj = row["bands"]["low"]["mse"]["trajectory"]
     assert ds.trajectory_mean.sel(sweep_arm=row["arm"], band="low", metric="mse").values.tolist() == \
         [x["mean"] for x in traj]
+    # `specprobe compare` recomputes the recommendation from the file, under its own --max-cost
+    r = _cli("compare", out / "lookahead.json", "--max-cost", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    (cmp,) = json.loads(r.stdout)
+    assert cmp["recommendation"]["rule"]["max_cost"] == 0 and cmp["stored_choice"] == rec["choice"]
+    low = row["bands"]["low"]
+    if max(low["energy_score"]["mean"], low["mse"]["mean"]) > 0:  # any low-band cost exceeds a zero limit
+        assert cmp["recommendation"]["choice"] == "no whitening"
+    r = _cli("compare", out / "lookahead.json", "--labels", "two steps")
+    assert r.exit_code == 0 and "Compared lookahead sweeps" in r.stdout and "two steps: recommendation: " in r.stdout
 
 
 @pytest.mark.parametrize("args,match", [
@@ -430,3 +440,19 @@ def test_a_loss_recipe_from_defaults_is_said_to_be_one():
     given = run_lookahead(target, *target.pools(), variants=["per_sample"],
                           settings=LookaheadSettings(**{**s.__dict__, "crps_weight": 0.0, "energy_score_weight": 1.0}))
     assert provenance_lines(given)[1] == "loss 0 CRPS + 1 ES, 1 members (from options)"
+
+
+def test_the_benchmark_script_compares_parallel_and_serial_runs(tmp_path, capsys):
+    """benchmarks/bench_lookahead.py at toy size: two CLI processes, the ratio, identical results."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_lookahead import main
+
+    train = _small_train_file(tmp_path)
+    main(["--workers", "2", "--args", f"--train-data {train} --n-eval 2 --steps 1 --batch-size 2 --repeats 1 "
+                                      "--gamma 0,1 --rollout-steps 0"])
+    out = capsys.readouterr().out
+    assert "workers 2 x 1 thread: wall" in out and "workers 1 x 1 thread: wall" in out
+    assert "serial / parallel wall: " in out and "results identical: True" in out

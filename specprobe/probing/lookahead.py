@@ -477,7 +477,7 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
         checkpoint_rollout.pop("rollout_set", None)  # once, in result["rollout"]
     indices = [i for i in range(len(runs)) if shard is None or shard.takes(i)]
     if workers is not None:
-        arms = workers.collect(indices, progress)
+        arms = workers.collect(indices, progress, local_run=probe.run)
     else:
         arms = []
         for n, i in enumerate(indices):
@@ -625,17 +625,18 @@ def _pools_digest(train_pool, eval_pool) -> str:
 
 
 class WorkerPool:
-    """Arms in ``n`` worker processes (spawned; each rebuilds the target and pools from the same
-    arguments, checked identical by the pools' state fingerprints), pulling arm indices from one queue.
+    """Arms shared by this process and ``n - 1`` spawned workers (each rebuilds the target and pools from
+    the same arguments, checked identical by the pools' state fingerprints), all pulling arm indices
+    from one queue, so a slow process takes fewer arms.
 
     ``spec``: what a worker needs to rebuild (checkpoint, device, pool and rollout arguments)."""
 
     def __init__(self, n: int, threads: int, spec: dict, digest: str):
         self.n, self.threads, self.spec, self.digest = n, threads, spec, digest
         self.procs, self.tasks, self.results = [], None, None
-        self.seconds = {}
 
     def start(self, configs, settings, loss, bands):
+        """Spawn the n - 1 workers now: they import and load while this process scores the checkpoint."""
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited OpenMP or torch thread state
@@ -643,12 +644,13 @@ class WorkerPool:
         job = {**self.spec, "variants": [c.to_dict() for c in configs], "settings": asdict(settings), "loss": loss,
                "bands": [asdict(b) for b in bands], "threads": self.threads, "digest": self.digest}
         self.procs = [ctx.Process(target=_worker_main, args=(job, self.tasks, self.results), daemon=True)
-                      for _ in range(self.n)]
+                      for _ in range(self.n - 1)]
         with _main_module_hidden():
             for p in self.procs:
                 p.start()
 
-    def collect(self, indices, progress=None) -> list[dict]:
+    def collect(self, indices, progress=None, local_run=None) -> list[dict]:
+        """Every arm in ``indices``: this process runs ``local_run(i)`` for the indices it pulls first."""
         import queue
 
         for i in indices:
@@ -656,7 +658,31 @@ class WorkerPool:
         for _ in self.procs:
             self.tasks.put(None)
         out = {}
+
+        def take(msg):
+            if msg[0] == "error":
+                raise SpecprobeError(msg[1])
+            out[msg[1]] = msg[2]
+            if progress is not None:
+                progress(len(out), len(indices))
+
         try:
+            while local_run is not None:
+                try:
+                    i = self.tasks.get(timeout=1.0)
+                except queue.Empty:
+                    break
+                if i is None:  # a worker's stop sign: put it back, every index is taken
+                    self.tasks.put(None)
+                    break
+                out[i] = local_run(i)
+                if progress is not None:
+                    progress(len(out), len(indices))
+                while True:  # what the workers finished meanwhile (and their failures, early)
+                    try:
+                        take(self.results.get_nowait())
+                    except queue.Empty:
+                        break
             while len(out) < len(indices):
                 try:
                     msg = self.results.get(timeout=1.0)
@@ -666,12 +692,7 @@ class WorkerPool:
                         raise SpecprobeError(f"a lookahead worker process ended with exit code {dead[0]} "
                                              "(out of memory?); rerun with --workers 1") from None
                     continue
-                if msg[0] == "error":
-                    raise SpecprobeError(msg[1])
-                _, i, arm = msg
-                out[i] = arm
-                if progress is not None:
-                    progress(len(out), len(indices))
+                take(msg)
         finally:
             self.close()
         return [out[i] for i in indices]
@@ -687,8 +708,8 @@ class WorkerPool:
 
     def describe(self) -> dict:
         return {"processes": self.n, "threads_per_process": self.threads,
-                "split": "arm indices pulled from one queue; each arm seeded from its repeat alone, so the arms "
-                         "equal a one-process run with the same threads per process"}
+                "split": "this process and n - 1 spawned workers pull arm indices from one queue; each arm seeded "
+                         "from its repeat alone, so the arms equal a one-process run with the same threads per process"}
 
 
 class _main_module_hidden:

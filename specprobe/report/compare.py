@@ -200,3 +200,51 @@ def labels_for(paths, labels: str | None) -> list[str]:
         raise SpecprobeError(f"--labels: {len(out)} labels for {len(paths)} files")
     return out
 
+
+
+# ------------------------------------------------------------------ lookahead sweeps (lookahead.json)
+
+LOOKAHEAD_SCHEMA = "specprobe.lookahead/1"
+
+
+def is_lookahead_file(path) -> bool:
+    return read_result_json(path).get("schema") == LOOKAHEAD_SCHEMA
+
+
+def lookahead_compare_rows(paths, labels, rule=None) -> list[dict]:
+    """Per lookahead.json: its settings and the recommendation recomputed from the file under ``rule``
+    (None: the default rule), beside the one stored in it."""
+    from ..probing.recommend import Rule, add_recommendation
+
+    rows = []
+    for label, p in zip(labels, paths):
+        obj = read_result_json(p)
+        if obj.get("schema") != LOOKAHEAD_SCHEMA or "arms" not in obj or "table" not in obj:
+            raise SpecprobeError(f"{p}: not a lookahead.json (schema {obj.get('schema')!r}); compare takes either "
+                                 "grad-by-l result files or lookahead files, not both")
+        stored = (obj.get("recommendation") or {}).get("choice")
+        r = rule or Rule(k=(obj.get("settings") or {}).get("k"))
+        add_recommendation(obj, r)
+        s, opt = obj["settings"], obj["optimizer"]
+        rows.append({"label": label, "checkpoint": (obj.get("provenance") or {}).get("checkpoint", {}).get("path"),
+                     "steps": s["steps"], "lr": opt["lr"], "orders": s.get("orders", s["repeats"] + 1),
+                     "recommendation": obj["recommendation"], "stored_choice": stored, "sweep": obj["sweep"]})
+    return rows
+
+
+def lookahead_compare_table(rows: list[dict]):
+    from rich.table import Table
+
+    t = Table(title="Compared lookahead sweeps: the recommendation recomputed from each file "
+                    f"(rule: {rows[0]['recommendation']['rule']['text']})" if rows else "Compared lookahead sweeps")
+    for col in ("label", "steps", "lr", "orders", "recommended", "stored in the file", "high-band ES / low-band MSE"):
+        t.add_column(col)
+    for r in rows:
+        rec = r["recommendation"]
+        effects = "; ".join(
+            f"g{x['gamma']:g}: {_num(100 * (x['bands']['high']['energy_score']['mean'] or 0), '{:+.2f}')} / "
+            f"{_num(100 * (x['bands']['low']['mse']['mean'] or 0), '{:+.2f}')}%" for x in r["sweep"]
+            if x.get("gamma") is not None)
+        t.add_row(r["label"], str(r["steps"]), f"{r['lr']:.3g}", str(r["orders"]), _short(rec["choice"]),
+                  _short(str(r["stored_choice"] or "—")), effects or "—")
+    return t
