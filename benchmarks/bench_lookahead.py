@@ -7,8 +7,9 @@ against one process, measured in one run.
 
 Each run is a fresh ``python -m specprobe lookahead`` process (imports, model, data, rollouts and the
 arms all counted): ``--workers N --threads 1`` (N: one per core) and ``--workers 1 --threads 1``.
-Printed per run: wall time, CPU time (user + system of the process and its workers), the 1-minute
-load average before and after (on a shared machine the wall time also holds other processes' time),
+Printed per run: wall time, CPU time (user + system of the process and its workers; with workers,
+also each process's share: on idle cores the wall time is about the largest), the 1-minute load
+average before and after (on a shared machine the wall time also holds other processes' time),
 then the serial/parallel wall ratio and whether the two results are identical (they must be: every
 arm is seeded from its batch order alone, and both runs use one thread per process).
 """
@@ -47,20 +48,34 @@ def run_once(workers: int, out: Path, extra: list[str], cache: str | None) -> di
             "result": json.loads((out / "lookahead.json").read_text())}
 
 
-def comparable(result: dict) -> str:
-    """The result without what may differ between runs: timings, process counts, cache flags, command line."""
-    r = json.loads(json.dumps(result))
-    r.pop("elapsed_s", None)
-    r.pop("workers", None)
-    r["provenance"] = {}
-    for a in r["arms"]:
-        a.pop("seconds", None)
-        (a.get("rollout") or {}).pop("seconds", None)
-    ro = r.get("rollout") or {}
-    (ro.get("checkpoint") or {}).pop("seconds", None)
-    (ro.get("rollout_set") or {}).pop("cached", None)
-    (r["data"]["train"]).pop("cached", None)
-    return json.dumps(r, sort_keys=True)
+_RUN_SPECIFIC = {"elapsed_s", "workers", "provenance", "seconds", "cached", "cache_file"}
+
+
+def comparable(obj):
+    """The result without what may differ between runs: timings, process counts, cache flags and paths."""
+    if isinstance(obj, dict):
+        return {k: comparable(v) for k, v in obj.items() if k not in _RUN_SPECIFIC}
+    if isinstance(obj, list):
+        return [comparable(v) for v in obj]
+    return obj
+
+
+def first_difference(a, b, path="result"):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}.{k}: only in one"
+            d = first_difference(a[k], b[k], f"{path}.{k}")
+            if d:
+                return d
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = first_difference(x, y, f"{path}[{i}]")
+            if d:
+                return d
+    elif a != b:
+        return f"{path}: {str(a)[:60]} != {str(b)[:60]}"
+    return None
 
 
 def main(argv=None):
@@ -82,19 +97,26 @@ def main(argv=None):
             r = run_once(n, Path(tmp) / f"w{n}", extra, cache)
             runs.append(r)
             res = r["result"]
-            print(f"workers {n} x 1 thread: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, load average "
+            split = ""
+            if res.get("workers"):
+                w = res["workers"]["worker_cpu_s"]
+                split = (f" (main process {res['provenance']['main_process_cpu_s']:.1f} s, worker"
+                         f"{'s' if len(w) > 1 else ''} {', '.join(f'{x:.1f}' for x in w)} s: on {n} idle cores the "
+                         f"wall would be about the largest)")
+            print(f"workers {n} x 1 thread: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s{split}, load average "
                   f"{r['load_before']:.1f} -> {r['load_after']:.1f} on {cores} cores; {len(res['arms'])} arms of "
                   f"{res['settings']['steps']} steps, data {res['provenance'].get('data_seconds')} s "
                   f"({'cold' if a.cold else 'cache as found'})", flush=True)
     if len(runs) == 2:
         par, ser = runs
-        same = comparable(par["result"]) == comparable(ser["result"])
+        diff = first_difference(comparable(par["result"]), comparable(ser["result"]))
+        same = diff is None
         print(f"serial / parallel wall: {ser['wall_s'] / par['wall_s']:.2f}x "
               f"(CPU {ser['cpu_s']:.1f} s vs {par['cpu_s']:.1f} s); results identical: {same}")
         rec = par["result"]["recommendation"]
         print(rec["summary"])
         if not same:
-            raise SystemExit("the parallel and serial results differ")
+            raise SystemExit(f"the parallel and serial results differ: {diff}")
 
 
 if __name__ == "__main__":

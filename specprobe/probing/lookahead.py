@@ -634,6 +634,7 @@ class WorkerPool:
     def __init__(self, n: int, threads: int, spec: dict, digest: str):
         self.n, self.threads, self.spec, self.digest = n, threads, spec, digest
         self.procs, self.tasks, self.results = [], None, None
+        self.worker_cpu = []
 
     def start(self, configs, settings, loss, bands):
         """Spawn the n - 1 workers now: they import and load while this process scores the checkpoint."""
@@ -662,6 +663,9 @@ class WorkerPool:
         def take(msg):
             if msg[0] == "error":
                 raise SpecprobeError(msg[1])
+            if msg[0] == "done":
+                self.worker_cpu.append(round(msg[1], 3))
+                return
             out[msg[1]] = msg[2]
             if progress is not None:
                 progress(len(out), len(indices))
@@ -693,6 +697,13 @@ class WorkerPool:
                                              "(out of memory?); rerun with --workers 1") from None
                     continue
                 take(msg)
+            deadline = time.perf_counter() + 10  # the workers' CPU reports, sent just after their last arm
+            while len(self.worker_cpu) < len(self.procs) and time.perf_counter() < deadline:
+                try:
+                    take(self.results.get(timeout=0.5))
+                except queue.Empty:
+                    if all(p.exitcode is not None for p in self.procs):
+                        break
         finally:
             self.close()
         return [out[i] for i in indices]
@@ -707,7 +718,7 @@ class WorkerPool:
                 p.join(timeout=5)
 
     def describe(self) -> dict:
-        return {"processes": self.n, "threads_per_process": self.threads,
+        return {"processes": self.n, "threads_per_process": self.threads, "worker_cpu_s": self.worker_cpu,
                 "split": "this process and n - 1 spawned workers pull arm indices from one queue; each arm seeded "
                          "from its repeat alone, so the arms equal a one-process run with the same threads per process"}
 
@@ -764,6 +775,7 @@ def _worker_main(job: dict, tasks, results):
             if i is None:
                 break
             results.put(("arm", i, runner.run(i)))
+        results.put(("done", time.process_time()))  # this worker's CPU seconds, start-up included
     except BaseException as e:  # noqa: BLE001 - reported to the main process as one line
         from ..errors import SpecprobeError as _E
 
@@ -882,6 +894,7 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
         result["provenance"]["utc_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         result["provenance"]["data_seconds"] = round(data_s, 3)
         result["provenance"]["load_average"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+        result["provenance"]["main_process_cpu_s"] = round(time.process_time(), 3)
     else:
         result.pop("elapsed_s", None)
         result.pop("workers", None)
