@@ -225,14 +225,14 @@ class Shard:
             "n_done": n_done,
             "loss_sums": dict(acc.loss_sums),
             "out_grad_sq": {k: None if v is None else v.cpu() for k, v in acc.out_grad_sq.items()},
-            "rows": {name: col.rows for name, col in _collectors(acc).items()},
+            "rows": {name: col.rows for name, col in acc.row_collectors().items()},
         })
         for name in acc.loss_sums:
             acc.loss_sums[name] = sum(s["loss_sums"][name] for s in small)
         for name in acc.out_grad_sq:
             parts = [s["out_grad_sq"][name] for s in small if s["out_grad_sq"][name] is not None]
             acc.out_grad_sq[name] = sum(parts[1:], parts[0].clone()) if parts else None
-        for name, col in _collectors(acc).items():
+        for name, col in acc.row_collectors().items():
             lists = [s["rows"][name] for s in small]
             if any(len(rows) != len(idx) for rows, idx in zip(lists, indices)):
                 raise RankFailure(w.rank, f"internal: {name} holds a row count that is not one per batch")
@@ -245,13 +245,6 @@ def _sum_and_load(world: World, pending: list) -> None:
     for m, state in pending:
         load_moment(m, state)
 
-
-def _collectors(acc) -> dict:
-    cols = {"target_power": acc.target_power, "pred_power": acc.pred_power, "skill_rows": acc.skill_rows,
-            "spread_rows": acc.spread_rows}
-    cols.update({f"factor:{k}": v for k, v in acc.factors.items()})
-    cols.update({f"extra:{k}": v for k, v in (getattr(acc, "extra_collectors", None) or {}).items()})
-    return cols
 
 
 def moment_state(m) -> dict:

@@ -156,8 +156,8 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     backward 22-30% cheaper (benchmarks/RESULTS.md); per-degree results are unchanged.
     moment_elements: per-degree parameters with more elements per degree than this keep the
     per-element second moment (GSNR, steady-state Adam step) at a seeded sample of that many columns
-    (the same at every degree and in every variant); None keeps it everywhere (exact, 4 more bytes per
-    element per variant). Means, gradient norms, cosines and switch steps are always exact.
+    (the same at every degree and in every variant); None keeps it everywhere (exact, 16 more bytes per
+    element per variant: a float64 Welford pair). Means, gradient norms, cosines and switch steps are always exact.
     r2_threshold, min_change: when a degree counts as noise-dominated (specprobe.spectral.predictability):
     R2 below ``r2_threshold`` and the target's change at least ``min_change`` of the state's power there.
     ``shard`` (distributed runs, :class:`specprobe.probing.distributed.Shard`): this process probes
@@ -212,7 +212,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     n_done = 0
     started = time.perf_counter()
 
-    acc = _Accumulators(moments, out_grad_sq, factors, target_power, pred_power, skill_rows, spread_rows, loss_sums,
+    acc = Accumulators(moments, out_grad_sq, factors, target_power, pred_power, skill_rows, spread_rows, loss_sums,
                         extra_collectors={"predictability": SampleCollector(),
                                           **{f"es_by_l:{c.name}": SampleCollector() for c in configs}})
     for batch_index, batch in enumerate(target.batches(data, n_samples=n_samples, batch_size=batch_size, seed=seed)):
@@ -238,8 +238,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
     state_of = getattr(target, "optimizer_state", None)
     state = state_of() if state_of is not None and settings.adaptive else None
     opt_view = optimizer_view(configs, params, moments, n_degrees, settings, state)
-    return _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
-                      skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees,
+    return _summarise(target, configs, params, acc, n_done, band_list, n_degrees,
                       elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view,
                       sampling=_sampling_provenance(params, samples, moment_elements, seed),
                       predictability=_predictability(acc, configs, list(target.channel_names), band_list, n_ensemble,
@@ -286,7 +285,13 @@ def _new_moments(params, wanted: list[int], samples: dict) -> list:
 
 
 @dataclass
-class _Accumulators:
+class Accumulators:
+    """Everything a probe sums over samples: per-variant gradient moments, output-gradient power,
+    loss sums, and per-batch rows (whitening factors, spectra, skill/spread, predictability).
+
+    Distributed runs sum it over ranks (:meth:`specprobe.probing.distributed.Shard.reduce_probe`):
+    the moments through their own reducible state, the rows through :meth:`row_collectors`."""
+
     moments: dict
     out_grad_sq: dict
     factors: dict
@@ -300,6 +305,14 @@ class _Accumulators:
     # the sum over the batch's samples of fme's per-degree energy-score contribution.
     extra_collectors: dict = None
 
+    def row_collectors(self) -> dict:
+        """{name: SampleCollector}: every per-batch row collector, by a name that is the same on every rank."""
+        cols = {"target_power": self.target_power, "pred_power": self.pred_power, "skill_rows": self.skill_rows,
+                "spread_rows": self.spread_rows}
+        cols.update({f"factor:{k}": v for k, v in self.factors.items()})
+        cols.update({f"extra:{k}": v for k, v in (self.extra_collectors or {}).items()})
+        return cols
+
 
 def loss_steps(target, batch, *, n_ensemble: int, seed: int) -> list[tuple]:
     """[(gen, target, step weight)]: the target's training rollout (fme ``loss_steps``), else its one
@@ -311,7 +324,7 @@ def loss_steps(target, batch, *, n_ensemble: int, seed: int) -> list[tuple]:
     return [(gen, tgt, 1.0)]
 
 
-def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: _Accumulators, *, n_ensemble, seed,
+def _probe_batch(target, batch, batch_index, configs, params, inputs, acc: Accumulators, *, n_ensemble, seed,
                  loss, wanted, after_forward=None) -> int:
     """One forward (rollout), the loss SHT once per step, per variant one backward per sample; returns the batch size.
 
@@ -420,10 +433,11 @@ def _predictability(acc, configs, channels, band_list, n_ensemble, n_done, *, r2
     return out
 
 
-def _summarise(target, configs, params, moments, out_grad_sq, factors, target_power, pred_power,
-               skill_rows, spread_rows, loss_sums, n_done, band_list, n_degrees, *, elapsed, loss,
+def _summarise(target, configs, params, sums: Accumulators, n_done, band_list, n_degrees, *, elapsed, loss,
                opt_view, sampling, predictability=None) -> ProbeResult:
+    """The ProbeResult of the accumulated batches (``sums``: the accumulators over every probed sample)."""
     channels = list(target.channel_names)
+    moments, out_grad_sq, loss_sums = sums.moments, sums.out_grad_sq, sums.loss_sums
     degrees = list(range(n_degrees))
     grad_by_l, gsnr_by_l, layer_stats, other, nonfinite, stats, out_grad = {}, {}, {}, {}, {}, {}, {}
     gsnr_stderr = {}
@@ -473,11 +487,11 @@ def _summarise(target, configs, params, moments, out_grad_sq, factors, target_po
     if opt_view["switch_step_by_l"]:
         stats["optimizer_view"]["switch_fade"] = opt_view["switch_step_by_l"]["fade"]
     factor_by_l = {}
-    for name, col in factors.items():
+    for name, col in sums.factors.items():
         arr = col.stack()  # (N, C, L)
         factor_by_l[name] = {ch: percentile_summary(arr[:, i]) for i, ch in enumerate(channels)}
-    tp, pp = target_power.stack(), pred_power.stack()
-    sk, sd = skill_rows.stack(), spread_rows.stack()
+    tp, pp = sums.target_power.stack(), sums.pred_power.stack()
+    sk, sd = sums.skill_rows.stack(), sums.spread_rows.stack()
     provenance = dict(target.describe_for_provenance() if hasattr(target, "describe_for_provenance") else {})
     provenance.update({
         "family": target.family,
