@@ -277,7 +277,8 @@ def test_lookahead_with_two_arms_on_two_ranks_equals_one_process(tmp_path):
     from test_lookahead import _small_train_file
 
     args = ["lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "2",
-            "--batch-size", "2", "--repeats", "0", "--no-timestamp", *ONE_THREAD]
+            "--batch-size", "2", "--gamma", "0,0.5", "--repeats", "0", "--rollout-steps", "0", "--no-timestamp",
+            *ONE_THREAD]
     one_process(*args, "--out", tmp_path / "one")
     r = torchrun(*args, "--out", tmp_path / "two")
     assert r.returncode == 0, r.stderr

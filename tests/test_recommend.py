@@ -16,9 +16,9 @@ from specprobe.probing.recommend import (
     Rule,
     add_recommendation,
     judge_paired,
-    t975,
     recommend,
     rows_from_result,
+    t975,
 )
 
 # ------------------------------------------------------------------ judge_paired

@@ -178,12 +178,15 @@ def _trajectory(variant, base, by, orders, m, band, ref, k, result) -> list[dict
     steps = sorted(int(s) for s in first.get("intermediate") or {})
     if not steps:
         return []
+    last = result["settings"]["steps"]
+
+    def value(arm, s):
+        bands = arm["bands"] if s == last else (arm.get("intermediate") or {}).get(str(s))
+        return None if bands is None else bands[m][band]["overall"]
+
     out = []
-    for s in steps + [result["settings"]["steps"]]:
-        def val(arm):
-            bands = arm["bands"] if s == result["settings"]["steps"] else (arm.get("intermediate") or {}).get(str(s))
-            return None if bands is None else bands[m][band]["overall"]
-        diffs = [_rel(val(by[(variant, r)]), val(by[(base, r)]), ref)
+    for s in steps + [last]:
+        diffs = [_rel(value(by[(variant, r)], s), value(by[(base, r)], s), ref)
                  for r in orders if (variant, r) in by and (base, r) in by]
         out.append({"steps": s, **judge_paired(diffs, k)})
     return out
