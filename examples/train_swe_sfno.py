@@ -79,15 +79,21 @@ class TrainConfig:
 
 
 # The noisy bundled model (docs/bundled_model.md, "The noisy model"): the default recipe plus random vorticity
-# forcing on l 40-63 with a 30-minute memory (much shorter than the 3-hour step). A finer solver (lmax 80, so
-# the data's top degrees are not its hyperdiffusion range, dt 150 s for the faster gravity waves there) and a
-# calmer flow (mach 0.5, so small features are not simply carried along predictably) make the forced degrees'
-# one-step change mostly a fresh random draw. 24 h spin-up lets the forced field build up. One held-out
-# trajectory of 9 states (8 pairs) keeps the checkpoint and its sample under 1 MB.
-NOISY_FORCING = {"lmin": 40, "lmax": 64, "tau_h": 0.5, "amplitude": 2.0e-9, "damping_h": 24.0}
-NOISY = dict(solver_nlat=120, solver_nlon=240, solver_lmax=80, solver_dt=150.0, mach=0.5, spinup_h=24.0,
+# forcing on l 40-63 with a 30-minute memory (much shorter than the 3-hour step) and a 24-hour drag on those
+# degrees. A finer solver (lmax 96, so the data's degrees l < 64 are not its hyperdiffusion range; dt 120 s for
+# the faster gravity waves there) and a calmer flow (mach 0.5, so small features are not simply carried along
+# predictably) make the forced degrees' one-step change mostly a fresh random draw, while their power stays
+# close to the unforced run's (the spectrum stays red: whitening still has something to up-weight). 24 h
+# spin-up lets the forced field build up. One held-out trajectory of 9 states (8 pairs) keeps the checkpoint and
+# its sample under 1 MB.
+NOISY_FORCING = {"lmin": 40, "lmax": 64, "tau_h": 0.5, "amplitude": 1.0e-9, "damping_h": 24.0}
+NOISY = dict(solver_nlat=144, solver_nlon=288, solver_lmax=96, solver_dt=120.0, mach=0.5, spinup_h=24.0,
              n_heldout_traj=1, heldout_states=9, forcing=NOISY_FORCING)
-NOISY_R2_MAX = 0.1  # the trained model's R2 must be below this over the top quarter of degrees
+# The trained model's R2 of the change over the top quarter of degrees (power-weighted over l 48-63, each
+# channel) must be below NOISY_R2_MAX, and over l 1-8 above NOISY_LARGE_R2_MIN (the large scales stay
+# predictable). Per degree the 8 held-out pairs scatter by ~0.03 around the band value (docs/bundled_model.md).
+NOISY_R2_MAX = 0.1
+NOISY_LARGE_R2_MIN = 0.3
 
 
 def _common(cfg: TrainConfig, progress=None) -> dict:
@@ -139,12 +145,16 @@ def predictability_scores(model, x, y, *, n_ensemble: int = 4, seed: int = 7, ba
             gen = model(xb.repeat_interleave(n_ensemble, 0), g).reshape(xb.shape[0], n_ensemble, *xb.shape[1:])
             part = predictability_from_fields(gen, yb[:, None], xb[:, None])
             sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+    from specprobe.spectral.predictability import band_r2
+
     p = Predictability.from_sums(sums, n_ensemble=n_ensemble)
     n_l = p.r2.shape[-1]
     top = n_l - n_l // 4
     return {"r2_by_l": p.r2.tolist(), "spread_skill_by_l": p.spread_skill.tolist(),
             "change_over_state_by_l": p.change_over_state.tolist(), "top_quarter_from": top,
             "top_quarter_r2_max": [float(r[top:].max()) for r in p.r2],
+            "top_quarter_r2": [band_r2(sums, c, top, n_l - 1, n_ensemble=n_ensemble) for c in range(p.r2.shape[0])],
+            "top_quarter_degrees_r2_above_0.1": [int((r[top:] >= 0.1).sum()) for r in p.r2],
             "low_band_r2": [float(1 - (sums["error"][c, 1:9].sum() - sums["spread"][c, 1:9].sum() / n_ensemble)
                                   / sums["change"][c, 1:9].sum()) for c in range(p.r2.shape[0])],
             "n_ensemble": n_ensemble, "pairs": int(x.shape[0])}
@@ -373,13 +383,18 @@ def main(argv=None) -> int:
     ap.add_argument("--noisy", action="store_true", help="the noisy bundled model: stochastic small-scale forcing "
                     "(writes specprobe/data/swe_noisy_sfno.pt + swe_noisy_heldout.pt unless --out/--sample-out)")
     ap.add_argument("--forcing-amplitude", type=float, default=None, help="with --noisy: RMS vorticity forcing (s^-2)")
+    ap.add_argument("--forcing-damping-h", type=float, default=None, help="with --noisy: drag e-folding time (h)")
     ap.add_argument("--no-regime-check", action="store_true", help="skip the forced data's regime check")
     ap.add_argument("--threads", type=int, default=TrainConfig.threads)
     a = ap.parse_args(argv)
     extra = {}
     if a.noisy:
-        extra = dict(NOISY, forcing=dict(NOISY_FORCING, **({"amplitude": a.forcing_amplitude}
-                                                           if a.forcing_amplitude is not None else {})))
+        forcing = dict(NOISY_FORCING)
+        if a.forcing_amplitude is not None:
+            forcing["amplitude"] = a.forcing_amplitude
+        if a.forcing_damping_h is not None:
+            forcing["damping_h"] = a.forcing_damping_h
+        extra = dict(NOISY, forcing=forcing)
         if a.out == ap.get_default("out"):
             a.out = root / "specprobe" / "data" / "swe_noisy_sfno.pt"
         if a.sample_out == ap.get_default("sample_out"):
@@ -397,11 +412,12 @@ def main(argv=None) -> int:
     print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.2f} MB) and {a.sample_out} "
           f"({a.sample_out.stat().st_size / 1e6:.2f} MB)")
     pr = meta["scores"]["validation_predictability"]
-    print(f"held-out R2 of the change: low band (l 1-8) {_fmt(pr['low_band_r2'])}, largest over l >= "
-          f"{pr['top_quarter_from']} {_fmt(pr['top_quarter_r2_max'])}")
-    if a.noisy and not max(pr["top_quarter_r2_max"]) < NOISY_R2_MAX:
-        print(f"NOT IN THE NOISY REGIME: the model's R2 reaches {max(pr['top_quarter_r2_max']):.3f} over the top quarter "
-              f"of degrees (need < {NOISY_R2_MAX})", file=sys.stderr)
+    print(f"held-out R2 of the change (h, u, v): low band (l 1-8) {_fmt(pr['low_band_r2'])}; over l >= "
+          f"{pr['top_quarter_from']} {_fmt(pr['top_quarter_r2'])}, largest single degree {_fmt(pr['top_quarter_r2_max'])}, "
+          f"degrees >= 0.1: {pr['top_quarter_degrees_r2_above_0.1']}")
+    if a.noisy and not (max(pr["top_quarter_r2"]) < NOISY_R2_MAX and min(pr["low_band_r2"]) > NOISY_LARGE_R2_MIN):
+        print(f"NOT IN THE NOISY REGIME: the model's R2 over the top quarter is {_fmt(pr['top_quarter_r2'])} (need < "
+              f"{NOISY_R2_MAX}) and over l 1-8 {_fmt(pr['low_band_r2'])} (need > {NOISY_LARGE_R2_MIN})", file=sys.stderr)
         return 3
     return 0
 

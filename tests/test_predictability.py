@@ -205,7 +205,7 @@ def test_noisy_model_size_and_regime_metadata():
     training = load_checkpoint_file(ckpt)["training"]
     assert training["config"]["forcing"]["amplitude"] > 0
     pr = training["scores"]["validation_predictability"]
-    assert max(pr["top_quarter_r2_max"]) < 0.1  # the regime the model was trained for
+    assert max(pr["top_quarter_r2"]) < 0.1  # the regime the model was trained for (l 48-63, each channel)
     assert min(pr["low_band_r2"]) > 0.3  # large scales stay predictable
     assert training["scores"]["data_regime"]["channels"]["u"]["noise_fraction_top"] >= 0.7
 
@@ -216,7 +216,7 @@ def test_grad_by_l_on_bundled_noisy_prints_predictability(tmp_path):
     from specprobe.cli import app
     from specprobe.probing.result import ProbeResult
 
-    r = CliRunner().invoke(app, ["grad-by-l", "bundled:noisy", "--n-samples", "2", "--threads", "1",
+    r = CliRunner().invoke(app, ["grad-by-l", "bundled:noisy", "--n-samples", "8", "--threads", "1",
                                  "--whitening", "per_sample:gamma=1", "--out", str(tmp_path)])
     assert r.exit_code == 0, (r.output, r.exception)
     text = " ".join(r.output.split())
@@ -225,8 +225,9 @@ def test_grad_by_l_on_bundled_noisy_prints_predictability(tmp_path):
     result = ProbeResult.from_dict(json.loads((tmp_path / "result.json").read_text()))
     p = result.predictability
     assert p["es_weight_share"]["per_sample(gamma=1,eps_frac=0.02)"] > p["es_weight_share"]["baseline"]
-    u = p["channels"]["u"]
-    assert set(range(48, 64)) <= set(u["noise_dominated"])  # the forced top quarter
+    for ch in ("u", "v"):  # the forced winds: most of the top quarter is flagged (R2 scatters ~0.03 per degree)
+        assert len(set(range(48, 64)) & set(p["channels"][ch]["noise_dominated"])) >= 10
+        assert p["bands"][ch]["high"]["r2"] < 0.1
     assert not any(l <= 8 for ch in p["channels"].values() for l in ch["noise_dominated"])  # large scales
     assert (tmp_path / "predictability_by_l.png").is_file()
 
