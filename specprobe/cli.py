@@ -502,9 +502,10 @@ def sweep(
     other_params: str = _other_params_option(),
     moment_elements: str = _moment_elements_option(),
 ):
-    """The gradient pre-screen (no training): per (gamma, eps_frac), the measured and predicted gradient boost
-    per band and the optimizer view (Adam step ratio, direction cosine). It says what whitening does to the
-    gradients; which gamma to train with is the lookahead sweep's answer: `specprobe lookahead --gamma ...`."""
+    """The gradient pre-screen (no training): measured and predicted gradient boost per (gamma, eps_frac).
+
+    Per band, with the optimizer view (Adam step ratio, direction cosine): what whitening does to the gradients. Which gamma to train with is the lookahead sweep's answer: `specprobe lookahead --gamma ...`.
+    """  # noqa: E501 - one line: --help reflows it
     import json
 
     from .probing.api import probe
@@ -671,9 +672,8 @@ def lookahead(
 ):
     """The lookahead sweep -- the decision: which whitening to train with, at what cost.
 
-    Every arm (baseline, each gamma) fine-tunes the checkpoint N steps on the same batch orders, is scored per
-    degree on held-out pairs and rolled out; each arm − baseline difference is judged against its paired noise,
-    and a stated rule (--max-cost) recommends an arm. `specprobe sweep` is the gradient-only pre-screen."""
+    Every arm (baseline, each gamma) fine-tunes the checkpoint N steps on the same batch orders, is scored per degree on held-out pairs and rolled out; each arm − baseline difference is judged against its paired noise, and a stated rule (--max-cost) recommends an arm. `specprobe sweep` is the gradient-only pre-screen.
+    """  # noqa: E501 - one line: --help reflows it
     import json
 
     from .probing.lookahead import DEFAULT_GAMMAS, LookaheadSettings, sweep_variants
