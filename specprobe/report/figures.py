@@ -259,8 +259,8 @@ def figure_predictability(result: ProbeResult):
     axis; right: where each variant's energy-score weight lands by degree (share of the total)."""
     p = result.predictability or {}
     chans = p.get("channels") or {}
-    fig, (ax, ax_w) = new_figure(1, 2, figsize=(13, 4.8))
-    fig.subplots_adjust(wspace=0.35)
+    fig, (ax, ax_w) = new_figure(1, 2, figsize=(14, 4.8))
+    fig.subplots_adjust(wspace=0.45)  # room for the left panel's second axis and the right panel's label
     thr = p.get("r2_threshold", 0.1)
     ax.axhline(thr, color="0.4", lw=0.8, ls=":")
     ax.axhline(0.0, color="0.6", lw=0.6)
