@@ -147,9 +147,17 @@ def plot(ab: dict, path, short: dict | None) -> None:
         if short is not None:
             k = short["settings"]["steps"]
             before = np.asarray(short["before"]["per_degree"]["overall"][m], dtype=float)[1:]
-            base, arm = (np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in short["arms"][:2])
-            ax.plot(np.arange(1, before.size + 1), 100 * (arm - base) / np.abs(before) * n_steps / k, color="0.3",
-                    lw=1.2, ls="--", label=f"lookahead, {k} steps, x{n_steps / k:g}")
+            per = {a["name"]: np.asarray(a["per_degree"]["overall"][m], dtype=float)[1:] for a in short["arms"]}
+            for i, name in enumerate(names):
+                # the lookahead's arm of the same name, paired with its baseline in every batch order, averaged
+                diffs = [per[f"{name}{tag}"] - per[f"baseline{tag}"] for tag in
+                         [""] + [f"#repeat{r}" for r in range(1, 100)] if f"{name}{tag}" in per and f"baseline{tag}" in per]
+                if not diffs:
+                    continue
+                ax.plot(np.arange(1, before.size + 1), 100 * np.mean(diffs, axis=0) / np.abs(before) * n_steps / k,
+                        color=_COLORS[(i + 1) % len(_COLORS)], lw=1.0, ls="--",
+                        label=f"lookahead {name.replace('per_sample', 'ps')}, {k} steps ({len(diffs)} orders), "
+                              f"x{n_steps / k:g}" if len(names) == 1 or i == len(names) - 1 else None)
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xlabel("degree l")
         ax.set_ylabel("whitened − baseline, % of the checkpoint's value at l")
