@@ -14,7 +14,7 @@ FAMILIES = (fme, th)
 
 
 def default_checkpoint() -> Path:
-    """The bundled, really trained shallow-water SFNO (see README, "The bundled model")."""
+    """The bundled, really trained shallow-water SFNO (see docs/bundled_model.md)."""
     from .th.format import default_checkpoint_path
 
     return Path(default_checkpoint_path())
