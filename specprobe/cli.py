@@ -569,33 +569,27 @@ def coupling(
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
     import json
 
-    from .models.registry import load_target
+    from .probing.context import RunContext
     from .probing.coupling import run_coupling
-    from .probing.engine import configure_cpu_threads, resolve_device
     from .report.files import prepare_out_dir, write_json
     from .report.results import CouplingResult
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
-    world = _start_world(device)
+    _start_world(device)
+    ctx = RunContext.start(checkpoint, device=device, threads=threads)
+    world = ctx.world
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
-    dev = world.device if world is not None else resolve_device(device)
-    if dev.type == "cpu":
-        configure_cpu_threads(threads, processes=world.local_size if world is not None else 1)
-    target = load_target(checkpoint, device=dev, trust=trust_checkpoint,
-                         **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
-                         **_model_options(grid, scale_factor))
+    target = ctx.load(trust=trust_checkpoint, **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
+                      **_model_options(grid, scale_factor))
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
-                          batch_size=batch_size, seed=seed, n_bands=n_bands,
-                          shard=world.shard() if world is not None else None)
+                          batch_size=batch_size, seed=seed, n_bands=n_bands, shard=ctx.shard())
     synthetic = data is None and bool(target.describe().get("synthetic_data"))
-    result["provenance"] = {"checkpoint": str(checkpoint or "bundled default"), "seed": seed,
-                            "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
-                            "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
-                            "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"),
-                                     "synthetic": synthetic}}
-    if world is not None:
-        result["provenance"]["distributed"] = world.describe("samples: batch index % world_size")
+    result["provenance"] = ctx.provenance(target, split="samples: batch index % world_size")
+    result["provenance"].update({
+        "seed": seed, "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
+        "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
+        "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"), "synthetic": synthetic}})
     if not _writes(world):
         return
     write_json(out_dir / "coupling.json", result)

@@ -2,39 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import platform
-import sys
-from pathlib import Path
-
 from ..spectral.predictability import DEFAULT_MIN_CHANGE, DEFAULT_R2_THRESHOLD
-from .engine import DEFAULT_MOMENT_ELEMENTS, LossSettings, configure_cpu_threads, resolve_device, run_probe
+from .context import RunContext, library_versions, sha256_of  # noqa: F401 - library_versions, sha256_of: public here too
+from .engine import DEFAULT_MOMENT_ELEMENTS, LossSettings, run_probe
 from .result import ProbeResult
-
-
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def library_versions() -> dict:
-    import numpy
-    import torch
-    import torch_harmonics
-
-    from .. import __version__
-
-    versions = {"specprobe": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "torch_harmonics": torch_harmonics.__version__, "numpy": numpy.__version__}
-    if "fme" in sys.modules:
-        from importlib.metadata import version
-
-        versions["fme"] = version("fme")
-    return versions
 
 
 def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
@@ -58,7 +29,7 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
 
     moment_elements: per-degree parameters with more elements per degree keep per-element second
     moments (GSNR, Adam step) at a seeded sample of this many columns, with standard errors in the
-    result; None keeps them everywhere (exact; 4 more bytes per element per variant).
+    result; None keeps them everywhere (exact; 16 more bytes per element per variant).
 
     r2_threshold, min_change: a degree is noise-dominated when the model's R2 of the change there is below
     ``r2_threshold`` and the change is at least ``min_change`` of the state's power (result.predictability).
@@ -69,23 +40,11 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     """
     import torch
 
-    from ..models.registry import load_target, resolve_checkpoint
-    from . import distributed as dist
-
-    world = dist.start(device)
-    dev = world.device if world is not None else resolve_device(device)
-    if threads is None and not timestamp:
-        # Reproducible mode: CPU float reductions depend on the thread count (measured: 1 vs 2 threads
-        # differ at 1e-8 relative), and the automatic count follows the machine's load.
-        threads = 1
-    n_threads = (configure_cpu_threads(threads, processes=world.local_size if world else 1)
-                 if dev.type == "cpu" else None)
-    shard = world.shard() if world is not None and distributed else None
+    ctx = RunContext.start(checkpoint, device=device, threads=threads, timestamp=timestamp)
+    shard = ctx.shard() if distributed else None
     loss = LossSettings(crps_weight=crps_weight, energy_score_weight=energy_score_weight)
-    path = resolve_checkpoint(checkpoint)
     torch.manual_seed(seed)
-    target = load_target(path, device=dev, trust=trust_checkpoint, ema=ema,
-                         degree_axis_overrides=degree_axis, **target_options)
+    target = ctx.load(trust=trust_checkpoint, ema=ema, degree_axis_overrides=degree_axis, **target_options)
     result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
                        batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress,
                        other_params=other_params, shard=shard, moment_elements=moment_elements,
@@ -93,32 +52,23 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     adam = getattr(target, "adam_by_l", None)
     if adam is not None:
         result.adam_by_l = adam() or {}
-    describe = target.describe()
-    synthetic = bool(describe.get("synthetic_data", False)) if data is None else False
+    synthetic = bool(target.describe().get("synthetic_data", False)) if data is None else False
+    split = None
+    if ctx.world is not None:
+        split = "samples: batch index % world_size" if shard is not None else f"checkpoints (this one on rank {ctx.world.rank})"
+    result.provenance.update(ctx.provenance(target, ema=ema, command_line=command_line, split=split))
     result.provenance.update({
-        "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
-                       "family": target.family, "format": describe.get("format", target.family),
-                       "ema": ema, "bundled_default": checkpoint is None},
-        "model": describe,
         "data": {"source": "synthetic" if synthetic else "bundled/default" if data is None else str(data),
                  "synthetic": synthetic},
         "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
                     "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
-                    "cpu_threads": n_threads, "other_params": other_params,
+                    "cpu_threads": ctx.threads, "other_params": other_params,
                     "moment_elements": moment_elements if moment_elements is not None else "all",
                     "r2_threshold": r2_threshold, "min_change": min_change,
                     **{k: v for k, v in target_options.items() if v is not None}},
         "seed": seed,
         "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
-        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
-        "library_versions": library_versions(),
-        "command_line": command_line if command_line is not None else list(sys.argv),
     })
-    if world is not None:
-        split = "samples: batch index % world_size" if shard is not None else f"checkpoints (this one on rank {world.rank})"
-        result.provenance["distributed"] = world.describe(split)
-    if timestamp:
-        result.provenance["utc_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    else:
+    if not timestamp:
         result.provenance.pop("elapsed_s", None)
     return result

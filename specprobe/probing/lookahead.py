@@ -809,17 +809,11 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
     torchrun); ``threads``: CPU threads per process (None: the idle cores shared by the processes;
     1 when ``timestamp`` is False, the reproducible mode). ``rollout_steps``: roll out the checkpoint
     and every arm this many steps (None: RolloutSettings' default; 0: no rollout)."""
-    import datetime as _dt
     import os
-    import sys
-    from pathlib import Path
 
     import torch
 
-    from ..models.registry import load_target, resolve_checkpoint
-    from . import distributed as dist
-    from .api import library_versions, sha256_of
-    from .engine import configure_cpu_threads, resolve_device
+    from .context import RunContext
 
     if variants is None:
         variants = sweep_variants(DEFAULT_GAMMAS)
@@ -829,21 +823,18 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
     if rollout_steps is not None and (isinstance(rollout_steps, bool) or not isinstance(rollout_steps, int)
                                       or rollout_steps < 0):
         raise ValueError(f"rollout steps: expected an integer >= 0, got {rollout_steps!r}")
-    world = dist.start(device)  # under torchrun: arms spread over the ranks
-    dev = world.device if world is not None else resolve_device(device)
+    ctx = RunContext.start(checkpoint, device=device, threads=threads, timestamp=timestamp)
+    world, dev = ctx.world, ctx.device  # under torchrun: arms spread over the ranks
     n_runs = len(arm_runs(configs, settings))
     n_workers = workers if workers is not None else default_workers(dev.type, n_runs, world is not None)
     if n_workers > 1 and (dev.type != "cpu" or world is not None):
         raise SpecprobeError("--workers > 1 spreads arms over CPU processes; on a GPU or under torchrun use 1 "
                              "(torchrun already spreads the arms over its ranks)")
     n_workers = min(n_workers, n_runs)
-    if threads is None and not timestamp:
-        threads = 1  # reproducible mode: CPU reductions depend on the thread count
-    n_threads = (configure_cpu_threads(threads, processes=world.local_size if world is not None else n_workers)
-                 if dev.type == "cpu" else None)
-    path = resolve_checkpoint(checkpoint)
+    n_threads = ctx.share_cores(threads, world.local_size if world is not None else n_workers)
+    path = ctx.path
     torch.manual_seed(settings.seed)
-    target = load_target(path, device=dev, trust=trust_checkpoint, ema=ema)
+    target = ctx.load(trust=trust_checkpoint, ema=ema)
     if not hasattr(target, "lookahead_pools"):
         raise SpecprobeError(f"{path}: the {target.family} adapter cannot fine-tune (no training data source)")
     resolve_lr(target, target.training_recipe().get("optimizer"), settings)  # a refused lr fails before any data
@@ -874,24 +865,14 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
             pool.close()
     if rollout_note:
         result["rollout_note"] = rollout_note
-    describe = target.describe()
-    result["provenance"] = {
-        "checkpoint": {"path": str(path), "sha256": sha256_of(path), "size_bytes": Path(path).stat().st_size,
-                       "family": target.family, "format": describe.get("format", target.family), "ema": ema,
-                       "bundled_default": checkpoint is None},
-        "model": describe,
+    result["provenance"] = ctx.provenance(target, ema=ema, command_line=command_line,
+                                          split="arms: arm i on rank i % world_size")
+    result["provenance"].update({
         "training_recipe_used": {"loss": result["loss"], "optimizer": result["optimizer"]},
-        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
-        "cpu_threads": n_threads,
         "processes": n_workers,
         "seed": settings.seed,
-        "library_versions": library_versions(),
-        "command_line": command_line if command_line is not None else list(sys.argv),
-    }
-    if world is not None:
-        result["provenance"]["distributed"] = world.describe("arms: arm i on rank i % world_size")
+    })
     if timestamp:
-        result["provenance"]["utc_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         result["provenance"]["data_seconds"] = round(data_s, 3)
         result["provenance"]["load_average"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         result["provenance"]["main_process_cpu_s"] = round(time.process_time(), 3)
