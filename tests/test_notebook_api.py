@@ -104,8 +104,9 @@ def test_plot_draws_the_json_values(runs):
 
     d = read(runs["root"] / "g/result.json")
     r = specprobe.load_result(runs["root"] / "g/result.json")
-    # no Adam state in a th checkpoint; direction_by_l because whitened variants were probed
-    assert r.figure_names == ["grad_by_l", "whitening_factors", "gsnr_by_l", "direction_by_l"]
+    # no Adam state in a th checkpoint; direction_by_l because whitened variants were probed;
+    # predictability_by_l because the bundled model has an input state to measure the change from
+    assert r.figure_names == ["grad_by_l", "whitening_factors", "gsnr_by_l", "direction_by_l", "predictability_by_l"]
     fig = r.plot("grad_by_l")
     assert isinstance(fig, Figure)
     for v in d["variants"]:
@@ -275,7 +276,9 @@ def test_sweep_result(runs):
         assert float(ds.direction_cosine_non_spectral.sel(variant=s["name"])) == s["direction_cosine_non_spectral"]
     np.testing.assert_array_equal(ds.grad_by_l.sel(variant="baseline"),
                                   nan(d["probe"]["grad_by_l"]["baseline"]["total"]))
-    sweep_table, optimizer_table = r.table().renderables  # the bundled model: the Adam view is shown too
+    # the bundled model: the Adam view is shown too, then the probe's predictability lines
+    sweep_table, optimizer_table, *predictability = r.table().renderables
+    assert predictability and all("predictab" in str(t) or "energy-score weight" in str(t) for t in predictability)
     assert r.probe.plot("grad_by_l").axes and "Whitening sweep" in str(sweep_table.title)
     assert "Under the optimizer" in str(optimizer_table.title)
 
@@ -387,7 +390,7 @@ def test_examples_notebook_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "high-band boost of per_sample(gamma=1,eps_frac=0.02)" in out.stdout
     assert {p.name for p in tmp_path.glob("*.png")} == {"grad_by_l.png", "whitening_factors.png", "gsnr_by_l.png",
-                                                        "direction_by_l.png"}
+                                                        "direction_by_l.png", "predictability_by_l.png"}
     assert (tmp_path / "result.nc").stat().st_size > 0
 
 
@@ -421,7 +424,7 @@ def test_fme_checkpoint_adam_state_figure_and_dataset(tmp_path_factory):
     cli("grad-by-l", ckpt, "--n-samples", "1", "--out", base / "out", "--quiet", "--netcdf")
     d = read(base / "out" / "result.json")
     r = specprobe.load_result(base / "out")
-    assert r.figure_names[-2:] == ["adam_by_l", "direction_by_l"]
+    assert r.figure_names[-3:] == ["adam_by_l", "direction_by_l", "predictability_by_l"]
     assert (base / "out" / "adam_by_l.png").exists() and (base / "out" / "direction_by_l.png").exists()
     params = d["adam_by_l"]["parameters"]
     fig = r.plot("adam_by_l")
