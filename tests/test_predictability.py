@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from specprobe.spectral import Predictability, noise_mask, predictability_sums, weight_share
+from specprobe.spectral import (
+    Predictability,
+    noise_mask,
+    predictability_sums,
+    weight_share,
+)
 from specprobe.spectral.predictability import summary_columns
 
 B, C, L = 48, 2, 32
@@ -175,7 +180,7 @@ def test_encoded_sample_round_trip(tmp_path):
     states[:, :, 0] += 10000.0
     path = save_sample(tmp_path / "s.pt", states, channel_names=["h", "u", "v"], units=["m", "m/s", "m/s"],
                        grid={"nlat": 8, "nlon": 16, "type": "equiangular"}, timestep_hours=3.0, encoding="int16-lzma")
-    x, y, _ = load_pairs(path)
+    x, _y, _ = load_pairs(path)
     ref_x = states[:, :-1].reshape(-1, 3, 8, 16)
     dev = (states - states.mean(dim=(0, 1, 3, 4), keepdim=True)).abs().amax(dim=(0, 1, 3, 4))
     ulp = states.abs().amax(dim=(0, 1, 3, 4)) * 2.0**-23  # the float32 result's own rounding
@@ -197,8 +202,8 @@ def test_bundled_names_resolve():
 
 
 def test_noisy_model_size_and_regime_metadata():
-    from specprobe.models.th.format import bundled_paths
     from specprobe.models.safe_load import load_checkpoint_file
+    from specprobe.models.th.format import bundled_paths
 
     ckpt, sample = bundled_paths("noisy")
     assert ckpt.stat().st_size + sample.stat().st_size <= 1_000_000
@@ -252,6 +257,7 @@ def test_fme_persistence_is_the_prognostic_input_and_diagnostics_have_none(tmp_p
 
     require("fme")
     import fme_fixtures as ff
+
     from specprobe.models.fme.adapter import load_fme_target
     from specprobe.probing.engine import run_probe
 
@@ -260,7 +266,7 @@ def test_fme_persistence_is_the_prognostic_input_and_diagnostics_have_none(tmp_p
     target = load_fme_target(path)
     batch = next(iter(target.batches(None, n_samples=2, batch_size=2, seed=3)))
     ref = target.persistence(batch)
-    gen, tgt = target.forward(batch, n_ensemble=2, seed=0)
+    _gen, tgt = target.forward(batch, n_ensemble=2, seed=0)
     assert ref.shape == tgt.shape
     names = list(target.fme_step_loss().loss.packer.names)
     prognostic = set(target.stepper.prognostic_names)

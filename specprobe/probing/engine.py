@@ -33,6 +33,8 @@ from ..spectral import (
 )
 from ..spectral.predictability import (
     CONVENTIONS as PREDICTABILITY_CONVENTIONS,
+)
+from ..spectral.predictability import (
     DEFAULT_MIN_CHANGE,
     DEFAULT_R2_THRESHOLD,
     SUM_KEYS,

@@ -7,9 +7,9 @@ import numpy as np
 from ..errors import SpecprobeError
 from ..probing.result import SCHEMA, ProbeResult, epoch_of
 from ..probing.sweep import optimizer_columns
+from ..spectral.predictability import summary_columns
 from .figures import _COLORS, add_km_axis, new_figure, plain_log_ticks, save_figure
 from .files import read_result_json
-from ..spectral.predictability import summary_columns
 from .tables import _num, _pct, _short
 
 NORMALIZE = ("none", "low-band", "total")

@@ -77,12 +77,10 @@ def sweep_optimizer_table(sweep: dict):
 def sweep_report(sweep: dict):
     """What the CLI prints (a notebook displays it): the sweep table, and the optimizer table when the
     settings carry its statistics."""
-    from .tables import _report_class
-
     from rich.text import Text
 
     from ..probing.result import ProbeResult
-    from .tables import predictability_lines
+    from .tables import _report_class, predictability_lines
 
     tables = [sweep_table(sweep)]
     if any("adam_step_ratio" in s for s in sweep["settings"]):

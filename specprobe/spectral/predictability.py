@@ -103,18 +103,18 @@ def predictability_from_fields(gen, target, ref=None, *, grid: str = "legendre-g
 class Predictability:
     """Per channel and degree (numpy arrays (C, L)) from summed powers; see the module docstring."""
 
-    r2: "object"
-    r2_ensemble_mean: "object"
-    spread_skill: "object"
-    change_over_state: "object"
-    noise_dominated: "object"  # bool (C, L)
+    r2: object
+    r2_ensemble_mean: object
+    spread_skill: object
+    change_over_state: object
+    noise_dominated: object  # bool (C, L)
     n_ensemble: int
     r2_threshold: float = DEFAULT_R2_THRESHOLD
     min_change: float = DEFAULT_MIN_CHANGE
 
     @classmethod
     def from_sums(cls, sums: dict, *, n_ensemble: int, r2_threshold: float = DEFAULT_R2_THRESHOLD,
-                  min_change: float = DEFAULT_MIN_CHANGE) -> "Predictability":
+                  min_change: float = DEFAULT_MIN_CHANGE) -> Predictability:
         import numpy as np
 
         s = {k: np.asarray(_numpy(sums[k]), dtype=float) for k in SUM_KEYS if k in sums}
