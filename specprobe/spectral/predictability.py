@@ -7,7 +7,9 @@ target, X_e the E ensemble members and mean their average:
     change_l   = E|y - x|^2_l                 state_l = E|x|^2_l
     error_l    = E|mean - y|^2_l              spread_l = E[ sum_e |X_e - mean|^2_l / (E - 1) ]
     error*_l   = error_l - spread_l / E       (the error of the infinite-ensemble mean: unbiased for
-                                               exchangeable members; E = 1 has no spread term)
+                                               exchangeable members; E = 1 has no spread term; an
+                                               estimate, so with few samples and a tiny change R2 can
+                                               come out above 1 at a degree, e.g. l = 1)
     R2_l       = 1 - error*_l / change_l      1: the change is predicted exactly; 0: no better than
                                               persistence; < 0: worse than persistence
     R2_mean_l  = 1 - error_l / change_l       the same with the E-member mean as it is (lower for small
