@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from specprobe.models.registry import load_target
     from specprobe.probing.engine import configure_cpu_threads
     from specprobe.probing.lookahead import LookaheadSettings, run_lookahead
-    from specprobe.probing.result import _clean
+    from specprobe.probing.result import json_safe
     from specprobe.report.files import write_json
 
     configure_cpu_threads(a.threads)
@@ -93,26 +93,26 @@ def main(argv=None) -> int:
     out = {"schema": "specprobe.whitening-ab/1", "settings": vars(a) | {"out": str(a.out), "variants": variants},
            "summary": summary, "runs": runs, "wall_time_s": round(time.time() - t_start, 1),
            "machine": f"{a.threads} torch thread(s)"}
-    write_json(a.out, _clean(out))
-    print(json.dumps(_clean(summary), indent=1)[:4000])
+    write_json(a.out, json_safe(out))
+    print(json.dumps(json_safe(summary), indent=1)[:4000])
     print(f"wrote {a.out} in {time.time() - t_start:.0f} s")
     return 0
 
 
 def merge(paths, out) -> int:
-    from specprobe.probing.result import _clean, _unclean
+    from specprobe.probing.result import json_safe, from_json_safe
     from specprobe.report.files import write_json
 
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    runs = [r for part in parts for r in _unclean(part["runs"])]
+    runs = [r for part in parts for r in from_json_safe(part["runs"])]
     settings = parts[0]["settings"]
     steps = tuple(int(x) for x in settings["eval_steps"].split(",") if x.strip()) + (settings["steps"],)
     summary = summarise(runs, steps)
     merged = {"schema": "specprobe.whitening-ab/1", "settings": {**settings, "seeds": ",".join(p["settings"]["seeds"] for p in parts)},
               "summary": summary, "runs": runs, "wall_time_s": [p["wall_time_s"] for p in parts],
               "machine": parts[0]["machine"], "merged_from": [str(p) for p in paths]}
-    write_json(out, _clean(merged))
-    print(json.dumps(_clean(summary), indent=1)[:4000])
+    write_json(out, json_safe(merged))
+    print(json.dumps(json_safe(summary), indent=1)[:4000])
     print(f"wrote {out}")
     return 0
 

@@ -436,9 +436,9 @@ def compare(
         rule = Rule(max_cost=_max_cost_option(max_cost)) if max_cost is not None else None
         rows = lookahead_compare_rows(results, labels_for(results, labels), rule)
         if as_json:
-            from .probing.result import _clean
+            from .probing.result import json_safe
 
-            typer.echo(json.dumps(_clean([{k: v for k, v in r.items() if k != "sweep"} for r in rows]), indent=1))
+            typer.echo(json.dumps(json_safe([{k: v for k, v in r.items() if k != "sweep"} for r in rows]), indent=1))
             return
         console = _console()
         console.print(lookahead_compare_table(rows))
@@ -461,9 +461,9 @@ def compare(
     plot_compare(loaded, names, out, variant=variant, normalize=normalize, fmt=fmt)
     rows = compare_rows(loaded, names)
     if as_json:
-        from .probing.result import _clean
+        from .probing.result import json_safe
 
-        typer.echo(json.dumps(_clean(rows), indent=1))
+        typer.echo(json.dumps(json_safe(rows), indent=1))
         return
     console = _console()
     console.print(compare_table(rows))
@@ -673,7 +673,7 @@ def lookahead(
     from .probing.lookahead import DEFAULT_GAMMAS, LookaheadSettings, sweep_variants
     from .probing.lookahead import lookahead as run
     from .probing.recommend import Rule
-    from .probing.result import _clean
+    from .probing.result import json_safe
     from .probing.sweep import parse_floats
     from .report.files import prepare_out_dir, write_json
     from .report.results import LookaheadResult
@@ -693,7 +693,7 @@ def lookahead(
     variants = sweep_variants(gammas, eps, whitening or ())
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
-    result = _clean(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
+    result = json_safe(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
                         n_train=n_train, n_eval=n_eval, device=device, threads=threads, workers=workers,
                         cache_dir=cache_dir, trust_checkpoint=trust_checkpoint, ema=ema,
                         train_time_stop=train_time_stop, eval_time_start=eval_time_start,

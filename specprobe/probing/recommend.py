@@ -115,7 +115,7 @@ class Rule:
             parts.append(f"whose rollout stays finite, does not blow up earlier than the baseline's, and has a "
                          f"{_M.get(self.rollout_metric, self.rollout_metric)} drift at the last lead not worse than "
                          "the baseline's beyond paired noise in any band")
-        return ", ".join(parts[:-1]) + " and " + parts[-1] + "; none qualifies: no whitening"
+        return ", ".join(parts[:-1]) + " and " + parts[-1] + "; when no arm qualifies: no whitening"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "gain_metrics": list(self.gain_metrics), "cost_metrics": list(self.cost_metrics),

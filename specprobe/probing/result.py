@@ -54,24 +54,31 @@ def epoch_of(result: "ProbeResult"):
     return training.get("epoch", training.get("steps"))
 
 
-def _clean(x):
-    """JSON has no NaN/Inf: write them as null."""
+def json_safe(x):
+    """A copy of ``x`` (dicts, lists, floats) that JSON can hold: NaN and Inf become null.
+
+    Args:
+        x: a JSON-like value (nested dicts and lists of numbers and strings).
+    Returns:
+        The same structure with every non-finite float replaced by None.
+    """
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
 
 
-def _unclean(x):
+def from_json_safe(x):
+    """The inverse of :func:`json_safe` for numeric fields: null (None) becomes NaN, recursively."""
     if x is None:
         return math.nan
     if isinstance(x, dict):
-        return {k: _unclean(v) for k, v in x.items()}
+        return {k: from_json_safe(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_unclean(v) for v in x]
+        return [from_json_safe(v) for v in x]
     return x
 
 
@@ -117,7 +124,7 @@ class ProbeResult:
         d = {"schema": d.pop("schema"), **d}
         d["wavelength_km"] = [wavelength_km(l) for l in self.degrees]
         d["conventions"] = CONVENTIONS
-        return _clean(d)
+        return json_safe(d)
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
@@ -137,7 +144,7 @@ class ProbeResult:
                   "direction_cosine_by_l", "adam_step_by_l", "switch_step_by_l", "gsnr_stderr_by_l",
                   "predictability"):
             if k in kwargs:
-                kwargs[k] = _unclean(kwargs[k])
+                kwargs[k] = from_json_safe(kwargs[k])
         for k in ("gsnr_by_l", "output_grad_by_l", "whitening_factor_by_l", "target_power_by_l",
                   "prediction_power_by_l", "es_skill_spread_by_l", "layer_stats", "other_params", "loss"):
             kwargs.setdefault(k, {})
