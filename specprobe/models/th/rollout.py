@@ -18,7 +18,6 @@ from ..base import RolloutSet, state_fingerprints
 # training pairs). Rollout initial states come from (run_seed + 1000 * seed) * 1000 + 700: always 700
 # modulo 1000, so no rollout seed is ever one of those streams, whatever the run or rollout seed.
 ROLLOUT_STREAM = 700
-RECIPE_KEYS = ("solver_nlat", "solver_nlon", "solver_lmax", "solver_dt", "mach", "spinup_h", "interval_h")
 
 
 def _check_counts(n_initial, steps, seed):
@@ -66,43 +65,20 @@ def _trajectories(x, y, pair_ids, path):
 
 def _fresh_rollout_file(target, n_initial, steps, seed, cache_dir):
     """Solver trajectories from the checkpoint's recorded recipe, cached by recipe (as lookahead training pairs)."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    from .target import default_cache_dir
+    from .data import cached_solver_states, solver_recipe
 
     cfg = (target.spec.training or {}).get("config") or {}
-    if any(k not in cfg for k in RECIPE_KEYS) or tuple(target.channel_names) != ("h", "u", "v"):
+    recipe = solver_recipe(target, n_traj=n_initial, n_states=steps + 1,
+                           seed=(int(cfg.get("seed", 0)) + 1000 * seed) * 1000 + ROLLOUT_STREAM)
+    if recipe is None:
         raise DataError("rollout health needs the bundled shallow-water recipe or trajectory data: this checkpoint "
                         "records no shallow-water data recipe; give a specprobe.th-sfno-data file of trajectories")
-    recipe = {"n_traj": n_initial, "n_states": steps + 1,
-              "seed": (int(cfg.get("seed", 0)) + 1000 * seed) * 1000 + ROLLOUT_STREAM,
-              "interval_h": cfg["interval_h"], "spinup_h": cfg["spinup_h"], "nlat": target.nlat, "nlon": target.nlon,
-              "grid": target.data_grid, "solver_nlat": cfg["solver_nlat"], "solver_nlon": cfg["solver_nlon"],
-              "lmax": cfg["solver_lmax"], "dt": cfg["solver_dt"], "mach": cfg["mach"]}
-    if cfg.get("forcing"):  # the noisy bundled model's stochastic small-scale forcing (absent: unchanged keys)
-        recipe["forcing"] = dict(cfg["forcing"])
-    key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache / f"swe-rollout-{key}.pt"
+    path, cached = cached_solver_states(recipe, kind="rollout", target=target, cache_dir=cache_dir,
+                                        description="rollout-health reference trajectories",
+                                        generator="specprobe rollout health")
     desc = {"source": "fresh shallow-water trajectories (specprobe/models/th/swe.py, the run's data recipe; "
                       "a seed stream the run and the lookahead never use)",
-            "recipe": recipe, "cache_file": str(path), "cached": path.is_file()}
-    if desc["cached"]:
-        return path, desc
-    from . import swe
-    from .data import save_sample
-
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cache directory {cache}: cannot create ({e.strerror or e}); set --cache-dir") from None
-    states = swe.trajectories(**recipe)
-    save_sample(path, states, channel_names=swe.CHANNELS, units=swe.UNITS,
-                grid={"nlat": target.nlat, "nlon": target.nlon, "type": target.data_grid},
-                timestep_hours=float(cfg["interval_h"]), description="rollout-health reference trajectories",
-                source={"generator": "specprobe rollout health", **recipe})
+            "recipe": recipe, "cache_file": str(path), "cached": cached}
     return path, desc
 
 

@@ -275,46 +275,22 @@ class THSFNOTarget:
 
     def _fresh_training_file(self, n_train: int, cache_dir):
         """Shallow-water pairs never seen by the run (a seed its recipe never used), cached by recipe."""
-        import hashlib
-        import json
         import math
-        from pathlib import Path
+
+        from .data import cached_solver_states, solver_recipe
 
         cfg = (self.spec.training or {}).get("config") or {}
-        needed = ("solver_nlat", "solver_nlon", "solver_lmax", "solver_dt", "mach", "spinup_h", "interval_h")
-        if any(k not in cfg for k in needed) or tuple(self.channel_names) != ("h", "u", "v"):
-            raise DataError("this checkpoint does not record the shallow-water recipe of its training data; "
-                            "give training pairs with --train-data FILE (specprobe.th-sfno-data format)")
         per_traj = 5  # 6 states -> 5 consecutive pairs per trajectory
         n_traj = max(1, math.ceil(n_train / per_traj))
         # The run drew training ICs from seed*1000+1 and held-out ICs from seed*1000+2; +500 is neither.
-        recipe = {"n_traj": n_traj, "n_states": per_traj + 1, "seed": int(cfg.get("seed", 0)) * 1000 + 500,
-                  "interval_h": cfg["interval_h"], "spinup_h": cfg["spinup_h"], "nlat": self.nlat, "nlon": self.nlon,
-                  "grid": self.data_grid, "solver_nlat": cfg["solver_nlat"], "solver_nlon": cfg["solver_nlon"],
-                  "lmax": cfg["solver_lmax"], "dt": cfg["solver_dt"], "mach": cfg["mach"]}
-        if cfg.get("forcing"):  # the noisy bundled model's stochastic small-scale forcing (absent: unchanged keys)
-            recipe["forcing"] = dict(cfg["forcing"])
-        key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = cache / f"swe-train-{key}.pt"
+        recipe = solver_recipe(self, n_traj=n_traj, n_states=per_traj + 1, seed=int(cfg.get("seed", 0)) * 1000 + 500)
+        if recipe is None:
+            raise DataError("this checkpoint does not record the shallow-water recipe of its training data; "
+                            "give training pairs with --train-data FILE (specprobe.th-sfno-data format)")
+        path, cached = cached_solver_states(recipe, kind="train", target=self, cache_dir=cache_dir,
+                                            description="lookahead training pairs", generator="specprobe lookahead")
         desc = {"source": "fresh shallow-water pairs (specprobe/models/th/swe.py, the run's data recipe)",
-                "recipe": recipe, "cache_file": str(path), "pairs": n_traj * per_traj}
-        if path.is_file():
-            desc["cached"] = True
-            return path, desc
-        from . import swe
-        from .data import save_sample
-
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(f"cache directory {cache}: cannot create ({e.strerror or e}); set --cache-dir") from None
-        states = swe.trajectories(**recipe)
-        save_sample(path, states, channel_names=swe.CHANNELS, units=swe.UNITS,
-                    grid={"nlat": self.nlat, "nlon": self.nlon, "type": self.data_grid},
-                    timestep_hours=float(cfg["interval_h"]), description="lookahead training pairs",
-                    source={"generator": "specprobe lookahead", **recipe})
-        desc["cached"] = False
+                "recipe": recipe, "cache_file": str(path), "pairs": n_traj * per_traj, "cached": cached}
         return path, desc
 
 
