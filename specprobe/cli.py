@@ -663,6 +663,8 @@ def lookahead(
                                           "core; 1 on a GPU). Results do not depend on it."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per process (default: the idle cores "
                                           "shared by the processes)."),
+    netcdf: bool = _netcdf_option(),
+    wandb_project: Optional[str] = _wandb_option(),
 ):
     """The lookahead sweep -- the decision: which whitening to train with, at what cost.
 
@@ -679,6 +681,7 @@ def lookahead(
     from .report.results import LookaheadResult
 
     _check_format(fmt)
+    _check_extras(netcdf, wandb_project)
     lr_value, lr_from = _lr_option(lr)
     settings = LookaheadSettings(steps=steps, batch_size=batch_size, n_ensemble=n_ensemble, repeats=repeats, seed=seed,
                                  paired=paired, crps_weight=crps_weight, energy_score_weight=energy_score_weight,
@@ -703,7 +706,7 @@ def lookahead(
         return
     write_json(out_dir / "lookahead.json", result)
     view = LookaheadResult(result, out_dir / "lookahead.json")
-    written = view.write_figures(out_dir, fmt)
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "lookahead.nc", netcdf, wandb_project)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return

@@ -456,3 +456,27 @@ def test_the_benchmark_script_compares_parallel_and_serial_runs(tmp_path, capsys
     out = capsys.readouterr().out
     assert "workers 2 x 1 thread: wall" in out and "workers 1 x 1 thread: wall" in out
     assert "serial / parallel wall: " in out and "results identical: True" in out
+
+
+def test_cli_lookahead_writes_netcdf_and_a_wandb_run(tmp_path, monkeypatch):
+    """The lookahead goes through its result view like every command: --netcdf and --wandb (offline)."""
+    import xarray as xr
+    from wandb_offline import offline_runs
+
+    import specprobe
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "out"
+    r = _cli("lookahead", "--train-data", _small_train_file(tmp_path), "--n-eval", "2", "--steps", "2",
+             "--batch-size", "2", "--gamma", "0,0.5", "--repeats", "1", "--rollout-steps", "0", "--workers", "1",
+             "--threads", "1", "--netcdf", "--wandb=specprobe-test", "--out", out)
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    view = specprobe.load_result(out / "lookahead.json")
+    with xr.open_dataset(out / "lookahead.nc") as ds:
+        assert ds.load().identical(view.to_xarray())
+    (run,) = offline_runs(out)
+    assert run.project == "specprobe-test"
+    assert run.summary["recommendation"] == view.recommendation["summary"]
+    logged = {k for row in run.history for k in row}
+    assert {"figures/lookahead", "figures/lookahead_sweep", "table"} <= logged

@@ -130,7 +130,11 @@ def log_to_wandb(view, project: str | None = None, *, run_dir=None, name: str | 
             _log_series(wandb, run, view)
         else:
             payload = {f"figures/{n}": _image(wandb, view.plot(n)) for n in view.figure_names}
-            payload["table"] = _rich_to_wandb(wandb, view.table())
+            for i, table in enumerate(_tables_of(view.table())):  # a report may group several tables
+                payload["table" if i == 0 else f"table_{i}"] = _rich_to_wandb(wandb, table)
+            if view.kind == "lookahead":
+                rec = view.recommendation
+                run.summary.update({"recommendation": rec.get("summary"), "chosen": rec.get("chosen")})
             if view.kind == "sweep" and view.probe is not None:
                 payload.update(_curve_tables(wandb, view.probe.data))
                 run.summary.update(_statistics(view.probe.data))
@@ -155,6 +159,13 @@ def _log_series(wandb, run, view) -> None:
             payload["figures/series"] = _image(wandb, view.plot("series"))
             payload["series_table"] = _rich_to_wandb(wandb, view.table())
         run.log(payload, step=step)
+
+
+def _tables_of(renderable) -> list:
+    """The rich Tables of a renderable: itself, or those of a Group."""
+    if hasattr(renderable, "columns"):
+        return [renderable]
+    return [r for r in getattr(renderable, "renderables", []) if hasattr(r, "columns")]
 
 
 def _rich_to_wandb(wandb, table):
