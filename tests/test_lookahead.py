@@ -51,8 +51,8 @@ class GainLookahead(GainTarget):
 def _es_per_degree(target, gain, lo, hi):
     """Closed form of the evaluation: E = 1, so ES = skill = |g x_hat - y_hat| per mode; (C, L) mean over pairs."""
     x_hat, y_hat = (t.detach().numpy()[lo:hi] for t in target.x_hat(hi))
-    L, M = x_hat.shape[-2:]
-    w = np.full(M, 2.0)
+    L, M = target.nlat, target.nlon // 2 + 1  # fme's (L, M); torch-harmonics 0.9 returns fewer (zero) orders
+    w = np.full(x_hat.shape[-1], 2.0)
     w[0] = 1.0
     per = (np.abs(gain[None, :, :, None] * x_hat - y_hat) * w).sum(-1) / loss_scaling(L, M)
     return per.mean(0)
