@@ -88,16 +88,47 @@ class ProbeTarget(Protocol):
     def batches(self, data: Any, *, n_samples: int, batch_size: int, seed: int) -> Iterator[Batch]:
         """Input/target batches normalised as the model was trained."""
 
-    # Optional, for the optimizer-aware statistics (the engine uses them when present):
-    #   optimizer_settings() -> OptimizerSettings: the optimizer the checkpoint was trained with;
-    #   optimizer_state() -> {param name: {"exp_avg_sq" (float64, real view), "step", "beta2", "eps"}} or None.
-
     def forward(self, batch: Batch, *, n_ensemble: int, seed: int):
         """The training forward: (gen (B, E, C, H, W), target (B, 1, C, H, W)) in loss space.
 
         Members are repeat-interleaved along the batch and every row draws its own noise, as fme
         trains; ``seed`` makes the noise reproducible.
         """
+
+
+class OptionalCapabilities(Protocol):
+    """What an adapter may also offer; callers test with ``getattr(target, NAME, None)`` and say what is
+    missing in one line. Both bundled families implement every one of these, except where noted.
+
+    Optimizer view (``probing/optstats.py``):
+        optimizer_settings() -> OptimizerSettings: the optimizer the checkpoint was trained with.
+        optimizer_state() -> {param name: {"exp_avg_sq" (float64, real view), "step", "beta2", "eps"}} | None
+            (fme ``ckpt.tar`` only: its Adam state).
+        adam_by_l() -> dict: per-degree sqrt(v_hat) and effective step of the stored state (fme only).
+    Training rollouts (fme only): loss_steps(batch, *, n_ensemble, seed) -> [(gen, target, step weight)].
+    Predictability: persistence(batch) -> (B, 1, C, H, W) tensor in loss space, NaN where a channel has no
+        input state (fme diagnostics).
+    Lookahead: trainable_module() -> torch.nn.Module; training_recipe() -> {"loss": ..., "optimizer": ...};
+        lookahead_pools(data, train_data, *, n_train, n_eval, seed, cache_dir, ...) -> (PairPool, PairPool).
+    Rollout health: rollout_set(data, *, n_initial, steps, seed, cache_dir) -> RolloutSet;
+        rollout_leads(rollout_set, *, n_ensemble, seed) -> iterator of (gen, ref) per lead, loss space.
+    """
+
+    def optimizer_settings(self) -> OptimizerSettings: ...
+
+    def optimizer_state(self) -> dict | None: ...
+
+    def persistence(self, batch: Batch): ...
+
+    def trainable_module(self): ...
+
+    def training_recipe(self) -> dict: ...
+
+    def lookahead_pools(self, data=None, train_data=None, **kwargs): ...
+
+    def rollout_set(self, data=None, *, n_initial: int, steps: int, seed: int, cache_dir=None) -> "RolloutSet": ...
+
+    def rollout_leads(self, rollout_set: "RolloutSet", *, n_ensemble: int, seed: int): ...
 
 
 @dataclass

@@ -494,7 +494,7 @@ def _summarise(target, configs, params, sums: Accumulators, n_done, band_list, n
         factor_by_l[name] = {ch: percentile_summary(arr[:, i]) for i, ch in enumerate(channels)}
     tp, pp = sums.target_power.stack(), sums.pred_power.stack()
     sk, sd = sums.skill_rows.stack(), sums.spread_rows.stack()
-    provenance = dict(target.describe_for_provenance() if hasattr(target, "describe_for_provenance") else {})
+    provenance = {}
     provenance.update({
         "family": target.family,
         "grid": {"nlat": target.nlat, "nlon": target.nlon, "data_grid": target.data_grid},
