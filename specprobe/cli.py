@@ -325,10 +325,10 @@ def grad_by_l(
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
-    variants = whitening if whitening else ["per_sample"]
-    from .probing.engine import as_variants
+    from .spectral.whitening import parse_variants
 
-    as_variants(variants)  # parse errors before any loading
+    # parsed once, here: errors before any loading, and the engine takes the parsed configs as they are
+    variants = parse_variants(whitening if whitening else ["per_sample"])[1:]
     moments = _moment_elements(moment_elements)
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out

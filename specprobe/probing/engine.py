@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,6 @@ import numpy as np
 from ..errors import SpecprobeError
 from ..spectral import (
     POWER_CONVENTIONS,
-    WhiteningConfig,
     crps,
     curve_stats,
     degree_power,
@@ -44,6 +43,7 @@ from ..spectral.predictability import (
     weight_share,
 )
 from ..spectral.stats import band_mean
+from ..spectral.whitening import parse_variants as as_variants  # noqa: F401 - the engine's name for it
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
 from .memory import GraphSizer, check_fits
 from .optstats import band_summary, optimizer_settings_of, optimizer_view
@@ -70,23 +70,6 @@ class LossSettings:
             raise ValueError(
                 f"crps_weight >= 0 and energy_score_weight > 0 expected, got {self.crps_weight}, {self.energy_score_weight}"
             )
-
-
-def as_variants(variants: Sequence) -> list[WhiteningConfig]:
-    """Baseline first, then each whitening setting once, in the order given."""
-    out = [WhiteningConfig()]
-    for v in variants:
-        if isinstance(v, str):
-            cfg = WhiteningConfig.parse(v)
-        elif isinstance(v, dict):
-            cfg = WhiteningConfig.from_fme(v)
-        elif isinstance(v, WhiteningConfig):
-            cfg = v
-        else:
-            raise ValueError(f"variants: expected strings, dicts or WhiteningConfig, got {type(v).__name__}")
-        if cfg.name not in [c.name for c in out]:
-            out.append(cfg)
-    return out
 
 
 AUTO_DEVICE_ENV = "SPECPROBE_DEVICE"

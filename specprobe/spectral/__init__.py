@@ -36,13 +36,14 @@ from .whitening import (
     WhiteningConfig,
     as_whitening,
     degree_rms_amplitude,
+    parse_variants,
     whitening_factor,
 )
 
 __all__ = [
     "Band", "DEFAULT_EPS_FRAC", "DEFAULT_GAMMA", "DEFAULT_MIN_CHANGE", "DEFAULT_R2_THRESHOLD", "Predictability",
     "noise_mask", "predictability_from_fields", "predictability_sums", "weight_share", "EnergyScoreLossTerms", "LOSS_GRID",
-    "POWER_CONVENTIONS", "SCORE_TERMS", "SHTConvention", "SpectralWhitening", "WhiteningConfig", "as_whitening",
+    "POWER_CONVENTIONS", "SCORE_TERMS", "SHTConvention", "SpectralWhitening", "WhiteningConfig", "as_whitening", "parse_variants",
     "band_sums", "bin_by_degree", "crps", "curve_stats", "default_bands", "degree_power", "degree_rms_amplitude",
     "degree_scores", "degree_slices", "energy_score", "energy_score_loss", "energy_score_loss_terms",
     "energy_score_terms", "ensemble_loss", "loglog_slope", "loss_scaling", "mode_weights",

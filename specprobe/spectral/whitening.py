@@ -202,3 +202,28 @@ def as_whitening(value) -> SpectralWhitening | None:
     if hasattr(value, "factor"):  # duck-typed, e.g. fme's own SpectralWhitening
         return value
     raise ValueError(f"whitening: expected None, a WhiteningConfig, a dict or a string, got {type(value).__name__}")
+
+
+def parse_variants(variants) -> list[WhiteningConfig]:
+    """The loss variants of a command, parsed once: the baseline first, then each whitening setting
+    once, in the order given.
+
+    Args:
+        variants: strings (``"per_sample"``, ``"per_sample:gamma=0.8,eps_frac=0.05"``), fme config dicts
+            (``{"kind": "per_sample", "exponent": 0.5}``) or :class:`WhiteningConfig` objects.
+    Returns:
+        ``[WhiteningConfig()] + [each distinct setting]``; already-parsed configs pass through unchanged.
+    """
+    out = [WhiteningConfig()]
+    for v in variants:
+        if isinstance(v, str):
+            cfg = WhiteningConfig.parse(v)
+        elif isinstance(v, dict):
+            cfg = WhiteningConfig.from_fme(v)
+        elif isinstance(v, WhiteningConfig):
+            cfg = v
+        else:
+            raise ValueError(f"variants: expected strings, dicts or WhiteningConfig, got {type(v).__name__}")
+        if cfg.name not in [c.name for c in out]:
+            out.append(cfg)
+    return out
