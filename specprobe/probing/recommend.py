@@ -13,7 +13,7 @@ the order interacts with the whitening. Over n >= 2 orders:
 
 with t the two-sided 95% quantile of Student's t with n - 1 degrees of freedom (12.71 for 2 orders,
 4.30 for 3, 3.18 for 4; a paired t-test at 5%), or a fixed multiple k when one is given. A fixed
-k = 2 would call a null effect "beyond noise" in ~30% of 2-order and ~15% of 3-order sweeps; with t
+k = 2 would call a null effect "beyond noise" in ~30% of 2-order and ~19% of 3-order sweeps; with t
 it is at most 5% (tests/test_recommend.py measures it). With fewer than 2 orders the difference is
 *unjudged* (no paired noise exists), never "within noise". The spread of one arm rerun on another
 order (repeat - baseline) is a different question -- would a rerun of the same training move the
