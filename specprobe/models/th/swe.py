@@ -233,13 +233,9 @@ def trajectories(n_traj: int, n_states: int, *, seed: int, interval_h: float, sp
     import torch
 
     per_interval, per_spinup = _steps(interval_h, dt), _steps(spinup_h, dt)
-    s = make_solver(solver_nlat, solver_nlon, dt, lmax=lmax)
-    sample = GridSampler(s, nlat, nlon, grid)
-    forcing = StochasticForcing.from_dict(forcing) if isinstance(forcing, dict) else forcing
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        ics = [balanced_initial_condition(s, mach=mach) for _ in range(n_traj)]
-    stream = torch.Generator().manual_seed(_forcing_seed(seed))
+    s, sample, forcing, ics, stream = _seeded_start(n_traj, seed=seed, forcing=forcing, nlat=nlat, nlon=nlon,
+                                                    grid=grid, solver_nlat=solver_nlat, solver_nlon=solver_nlon,
+                                                    lmax=lmax, dt=dt, mach=mach)
     total_h, done_h = n_traj * (spinup_h + (n_states - 1) * interval_h), 0.0
     out = torch.empty(n_traj, n_states, len(CHANNELS), nlat, nlon)
     with torch.no_grad():
@@ -259,6 +255,20 @@ def trajectories(n_traj: int, n_states: int, *, seed: int, interval_h: float, sp
     if not torch.isfinite(out).all():
         raise RuntimeError("shallow-water integration blew up (non-finite state); lower dt")
     return out
+
+
+def _seeded_start(n_traj: int, *, seed: int, forcing, nlat, nlon, grid, solver_nlat, solver_nlon, lmax, dt, mach):
+    """(solver, grid sampler, forcing, initial states, forcing stream) of ``seed``: what
+    :func:`trajectories` and :func:`regime_statistics` both start from, so their runs are the same runs."""
+    import torch
+
+    s = make_solver(solver_nlat, solver_nlon, dt, lmax=lmax)
+    sample = GridSampler(s, nlat, nlon, grid)
+    forcing = StochasticForcing.from_dict(forcing) if isinstance(forcing, dict) else forcing
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ics = [balanced_initial_condition(s, mach=mach) for _ in range(n_traj)]
+    return s, sample, forcing, ics, torch.Generator().manual_seed(_forcing_seed(seed))
 
 
 def _forcing_seed(seed: int) -> int:
@@ -291,15 +301,11 @@ def regime_statistics(n_traj: int, n_states: int, *, seed: int, interval_h: floa
     from ...spectral.sht import real_sht
     from ...spectral.spectra import degree_power
 
-    forcing = StochasticForcing.from_dict(forcing) if isinstance(forcing, dict) else forcing
     per_interval, per_spinup = _steps(interval_h, dt), _steps(spinup_h, dt)
-    s = make_solver(solver_nlat, solver_nlon, dt, lmax=lmax)
-    sample = GridSampler(s, nlat, nlon, grid)
+    s, sample, forcing, ics, stream = _seeded_start(n_traj, seed=seed, forcing=forcing, nlat=nlat, nlon=nlon,
+                                                    grid=grid, solver_nlat=solver_nlat, solver_nlon=solver_nlon,
+                                                    lmax=lmax, dt=dt, mach=mach)
     sht = real_sht(nlat, nlon, grid=grid, dtype=torch.float64)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        ics = [balanced_initial_condition(s, mach=mach) for _ in range(n_traj)]
-    stream = torch.Generator().manual_seed(_forcing_seed(seed))
     twin_stream = torch.Generator().manual_seed(_forcing_seed(seed) + 1)
     acc = {}
 
