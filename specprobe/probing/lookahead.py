@@ -33,11 +33,9 @@ from ..errors import DataError, SpecprobeError
 from ..spectral import (
     POWER_CONVENTIONS,
     WhiteningConfig,
-    degree_power,
-    energy_score_terms,
+    band_sums,
+    degree_scores,
     ensemble_loss,
-    loss_scaling,
-    mode_weights,
     parse_bands,
     to_spectral,
 )
@@ -290,12 +288,7 @@ def evaluate(target, pool, *, n_ensemble: int, batch_size: int) -> dict:
         for start in range(0, pool.size, batch_size):
             batch = pool.take(list(range(start, min(start + batch_size, pool.size))))
             gen, tgt = target.forward(batch, n_ensemble=n_ensemble, seed=EVAL_SEED + start)
-            gh, th = to_spectral(gen, grid=target.loss_grid), to_spectral(tgt, grid=target.loss_grid)
-            skill, spread = energy_score_terms(gh, th)
-            w = mode_weights(*skill.shape[-2:], device=skill.device, dtype=skill.dtype) / loss_scaling(*skill.shape[-2:])
-            parts = {"es_skill": (skill * w).sum(-1), "es_spread": (spread * w).sum(-1),
-                     "mse": degree_power(gh.mean(dim=1) - th[:, 0]),
-                     "pred_power": degree_power(gh).mean(dim=1), "target_power": degree_power(th[:, 0])}
+            parts = degree_scores(to_spectral(gen, grid=target.loss_grid), to_spectral(tgt, grid=target.loss_grid))
             for k, v in parts.items():
                 v = v.double().sum(dim=0).cpu().numpy()
                 sums[k] = v if k not in sums else sums[k] + v
@@ -307,14 +300,13 @@ def evaluate(target, pool, *, n_ensemble: int, batch_size: int) -> dict:
 
 def band_values(scores: dict, bands) -> dict:
     """{metric: {band or 'total': {'overall': x, channel index: x}}} from (C, L) arrays."""
-    spans = [(b.name, b.lo, b.hi) for b in bands] + [("total", 0, scores["mse"].shape[-1] - 1)]
+    sums = {k: band_sums(scores[k], bands) for k in (*METRICS[:4], "pred_power", "target_power")}
     out = {m: {} for m in METRICS}
-    for name, lo, hi in spans:
-        sl = slice(lo, hi + 1)
+    for name in sums["mse"]:
         for m in METRICS[:4]:
-            per_c = scores[m][:, sl].sum(-1)
+            per_c = sums[m][name]
             out[m][name] = {"overall": float(per_c.mean()), "channels": per_c.tolist()}
-        p, t = scores["pred_power"][:, sl].sum(-1), scores["target_power"][:, sl].sum(-1)
+        p, t = sums["pred_power"][name], sums["target_power"][name]
         out["power_ratio"][name] = {"overall": float(p.sum() / t.sum()) if t.sum() > 0 else math.nan,
                                     "channels": (p / np.where(t > 0, t, np.nan)).tolist()}
     return out
