@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 BEYOND = "beyond noise"
 WITHIN = "within noise"
@@ -39,7 +43,19 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 
 def t975(df: int) -> float:
-    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 120)."""
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 120).
+
+    Between tabulated rows the smaller df's (larger, conservative) quantile is used.
+
+    Args:
+        df: degrees of freedom, >= 1.
+
+    Returns:
+        The quantile, e.g. 12.706 for df = 1, 4.303 for df = 2.
+
+    Raises:
+        ValueError: ``df`` < 1.
+    """
     if df < 1:
         raise ValueError(f"df: expected >= 1, got {df}")
     if df > 120:
@@ -48,16 +64,26 @@ def t975(df: int) -> float:
 
 
 def threshold_text(k: float | None) -> str:
+    """The judgement threshold as text: ``k`` (``"2"``), or ``"t(0.975, n - 1)"`` when ``k`` is None."""
     return f"{k:g}" if k is not None else "t(0.975, n - 1)"
 
 
-def judge_paired(diffs, k: float | None = None) -> dict:
+def judge_paired(diffs: Iterable[float | None], k: float | None = None) -> dict:
     """The paired judgement of one arm - baseline difference from its per-order values.
 
-    Returns ``{"n", "mean", "sd", "se", "threshold", "same_sign", "judgement"}``; mean is None for no
-    values, sd/se/threshold/same_sign are None below 2 orders, and judgement is "beyond noise",
-    "within noise" or "unjudged" (fewer than 2 finite values). ``k``: a fixed multiple of se instead
-    of Student's t quantile (the default)."""
+    Beyond noise iff |mean| > threshold * se and every value has the sign of the mean (see the module
+    docstring).
+
+    Args:
+        diffs: the paired difference of each batch order; None and non-finite values are left out.
+        k: a fixed multiple of se as the threshold; None (default): Student's t quantile
+            ``t975(n - 1)``.
+
+    Returns:
+        ``{"n", "mean", "sd", "se", "threshold", "same_sign", "judgement"}``: n counts the finite values;
+        mean is None for no values, sd/se/threshold/same_sign are None below 2 values, and judgement is
+        "beyond noise", "within noise" or "unjudged" (fewer than 2 finite values).
+    """
     values = [float(d) for d in diffs if d is not None and math.isfinite(float(d))]
     n = len(values)
     out = {"n": n, "mean": sum(values) / n if n else None, "sd": None, "se": None, "threshold": None,
@@ -81,10 +107,25 @@ def judge_paired(diffs, k: float | None = None) -> dict:
 class Rule:
     """Which arm to recommend (see :func:`recommend`); every knob is stated in the JSON.
 
-    max_cost: the largest acceptable worsening of ``cost_band`` (relative to the checkpoint's value,
-    e.g. 0.005 = 0.5%, the default: docs/lookahead.md says why) in every ``cost_metrics``; or "spread":
-    the run-to-run spread of one arm in that band and metric. k: None (default) judges against
-    Student's t quantile (see :func:`judge_paired`), a number against that multiple of se."""
+    Attributes:
+        max_cost: the largest acceptable worsening of ``cost_band`` (relative to the checkpoint's value,
+            e.g. 0.005 = 0.5%, the default: docs/lookahead.md says why) in every ``cost_metrics``; or
+            "spread": the run-to-run spread of one arm in that band and metric.
+        k: None (default) judges against Student's t quantile (see :func:`judge_paired`), a number > 0
+            against that multiple of se.
+        gain_band: the band whose gains qualify an arm (default ``"high"``).
+        cost_band: the band whose cost is capped by ``max_cost`` (default ``"low"``).
+        gain_metrics: the metrics that must all gain beyond noise in ``gain_band`` (default energy score and
+            MSE); lists are stored as tuples.
+        cost_metrics: the metrics whose cost in ``cost_band`` is capped (default energy score and MSE).
+        rollout_metric: the rollout drift metric judged against the baseline's (default ``"power_ratio"``).
+        check_rollout: require healthy rollouts when they were measured (default True).
+
+    Raises:
+        ValueError: on construction, ``max_cost`` is neither a finite fraction >= 0 nor "spread", or ``k``
+            is neither None nor a finite number > 0.
+    """
+
     max_cost: float | str = 0.005
     k: float | None = None
     gain_band: str = "high"
@@ -106,6 +147,7 @@ class Rule:
         object.__setattr__(self, "cost_metrics", tuple(self.cost_metrics))
 
     def text(self) -> str:
+        """The rule in one English sentence (the JSON's ``rule.text``)."""
         cost = ("the run-to-run spread of one arm" if self.max_cost == "spread" else f"{100 * self.max_cost:g}%")
         parts = [f"the largest gamma whose {self.gain_band}-band {' and '.join(_M[m] for m in self.gain_metrics)} "
                  f"gains are beyond paired noise (|mean| > {threshold_text(self.k)} se, one sign in every order)",
@@ -118,11 +160,23 @@ class Rule:
         return ", ".join(parts[:-1]) + " and " + parts[-1] + "; when no arm qualifies: no whitening"
 
     def to_dict(self) -> dict:
+        """JSON-ready: every field (metrics as lists) and ``text``."""
         return {**asdict(self), "gain_metrics": list(self.gain_metrics), "cost_metrics": list(self.cost_metrics),
                 "text": self.text()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Rule":
+    def from_dict(cls, d: dict) -> Rule:
+        """The rule of a :meth:`to_dict` dict (e.g. a stored recommendation's ``rule``).
+
+        Args:
+            d: field values; unknown keys (``text``) are ignored, lists become tuples.
+
+        Returns:
+            The rule.
+
+        Raises:
+            ValueError: a field's value is invalid.
+        """
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
@@ -137,8 +191,19 @@ _M = {"energy_score": "energy score", "mse": "ensemble-mean MSE", "power_ratio":
 def rows_from_result(result: dict, k: float | None = None) -> list[dict]:
     """The compact sweep table of a lookahead result: one row per whitened arm (not repeats).
 
-    Row: ``{"arm", "gamma", "eps_frac", "bands": {band: {metric: {n, mean, sd, se, same_sign,
-    judgement[, trajectory]}}}, "spread": {band: {metric: x}}, "rollout": {...} or None}``."""
+    Each arm is judged against the baseline (the first arm) on the same batch orders, relative to the
+    checkpoint's value (:func:`judge_paired`).
+
+    Args:
+        result: a lookahead result dict (``lookahead.json``): its ``table``, ``arms``, ``settings`` and,
+            when rolled out, ``rollout``.
+        k: the judgement's fixed multiple of se; None (default): Student's t quantile.
+
+    Returns:
+        One row per whitened arm: ``{"arm", "gamma", "eps_frac", "bands": {band: {metric: {n, mean, sd, se,
+        threshold, same_sign, judgement[, trajectory]}}}, "spread": {band: {metric: x}}, "rollout": {...} or
+        None}``.
+    """
     table = result["table"]
     arms = [a for a in result["arms"] if a["repeat"] == 0][1:]
     orders = sorted({a["repeat"] for a in result["arms"]})
@@ -252,8 +317,17 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
     ``check_rollout``, its rollouts never blew up and, in no band, its rollout drift at the last lead
     is worse than the baseline's beyond paired noise (no rollout measured: not checked, said so).
     The choice is the qualifying arm with the largest gamma (ties: the larger mean gain in the first
-    gain metric); no qualifying arm: "no whitening". Returns
-    ``{"rule", "chosen", "choice", "gamma", "eps_frac", "qualifying", "reasons": {arm: [..]}, "summary"}``."""
+    gain metric); no qualifying arm: "no whitening".
+
+    Args:
+        rows: the sweep table, from :func:`rows_from_result`.
+        rule: the rule (default ``Rule()``).
+
+    Returns:
+        ``{"rule", "chosen", "choice", "gamma", "eps_frac", "qualifying", "reasons": {arm: [..]},
+        "rollout_checked", "summary"}``: ``chosen`` is the arm's name or None, ``choice`` the arm's name or
+        "no whitening", ``reasons`` says per arm why it was (not) chosen.
+    """
     reasons, qualifying = {}, []
     for row in rows:
         why = _rejections(row, rule)
@@ -281,7 +355,15 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
 
 
 def add_recommendation(result: dict, rule: Rule | None = None) -> dict:
-    """(Re)compute the ``sweep`` rows and the ``recommendation`` block of a lookahead result, in place."""
+    """(Re)compute the ``sweep`` rows and the ``recommendation`` block of a lookahead result, in place.
+
+    Args:
+        result: a lookahead result dict; its ``sweep`` and ``recommendation`` keys are replaced.
+        rule: the rule; None (default): ``Rule(k=result["settings"]["k"])`` (k None when not set).
+
+    Returns:
+        ``result`` itself.
+    """
     rule = rule or Rule(k=(result.get("settings") or {}).get("k"))
     rows = rows_from_result(result, rule.k)
     result["sweep"] = rows
@@ -349,6 +431,16 @@ def _qualified_because(row, rule) -> str:
 
 
 def summary_line(rec: dict, rows: list[dict], rule: Rule) -> str:
+    """The recommendation in one line (its ``summary``): the chosen arm and why, or why none qualifies.
+
+    Args:
+        rec: the recommendation block being built (``chosen``, ``reasons``, ``rollout_checked``).
+        rows: the sweep table it was made from.
+        rule: the rule it was made under.
+
+    Returns:
+        The line, starting ``"recommendation: "``.
+    """
     if rec["chosen"] is None:
         if not rows:
             return "recommendation: none (the sweep has no whitened arm)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .optstats import CONVENTIONS as OPTIMIZER_CONVENTIONS
 
@@ -41,11 +42,27 @@ CONVENTIONS = {
 
 
 def wavelength_km(degree: int) -> float:
+    """The wavelength of spherical-harmonic degree l on the Earth: 2 pi R / sqrt(l (l + 1)), R = 6371 km.
+
+    Args:
+        degree: the degree l.
+
+    Returns:
+        The wavelength in km; inf for l <= 0 (the global mean has no wavelength).
+    """
     return math.inf if degree <= 0 else 2 * math.pi * EARTH_RADIUS_KM / math.sqrt(degree * (degree + 1))
 
 
-def epoch_of(result: "ProbeResult"):
-    """Training progress of the probed checkpoint: fme's epoch, else the th format's training steps."""
+def epoch_of(result: ProbeResult) -> int | None:
+    """Training progress of the probed checkpoint: fme's epoch, else the th format's training steps.
+
+    Args:
+        result: a probe result; read from its ``provenance["model"]``.
+
+    Returns:
+        The model provenance's ``epoch``, else its ``step``, else ``training.epoch``, else
+        ``training.steps``; None when none is recorded.
+    """
     model = result.provenance.get("model", {})
     for key in ("epoch", "step"):
         if model.get(key) is not None:
@@ -54,13 +71,15 @@ def epoch_of(result: "ProbeResult"):
     return training.get("epoch", training.get("steps"))
 
 
-def json_safe(x):
+def json_safe(x: Any) -> Any:
     """A copy of ``x`` (dicts, lists, floats) that JSON can hold: NaN and Inf become null.
 
     Args:
         x: a JSON-like value (nested dicts and lists of numbers and strings).
+
     Returns:
-        The same structure with every non-finite float replaced by None.
+        The same structure with every non-finite float replaced by None (tuples become lists; other
+        values are returned as they are).
     """
     if isinstance(x, float):
         return x if math.isfinite(x) else None
@@ -71,8 +90,15 @@ def json_safe(x):
     return x
 
 
-def from_json_safe(x):
-    """The inverse of :func:`json_safe` for numeric fields: null (None) becomes NaN, recursively."""
+def from_json_safe(x: Any) -> Any:
+    """The inverse of :func:`json_safe` for numeric fields: null (None) becomes NaN, recursively.
+
+    Args:
+        x: a value read from JSON (nested dicts and lists).
+
+    Returns:
+        A copy of the dicts and lists with every None replaced by NaN; other values as they are.
+    """
     if x is None:
         return math.nan
     if isinstance(x, dict):
@@ -84,6 +110,13 @@ def from_json_safe(x):
 
 @dataclass
 class ProbeResult:
+    """One grad-by-l probe's findings, as plain JSON-ready data (``result.json``).
+
+    Per-degree curves are lists indexed like ``degrees``; the comment beside each field gives its layout
+    and ``CONVENTIONS`` (written into every file) defines each quantity. The fields with a default
+    (``nonfinite`` onwards) are optional: files written before them load with them empty.
+    """
+
     provenance: dict
     degrees: list[int]
     channels: list[str]
@@ -117,20 +150,50 @@ class ProbeResult:
 
     @property
     def variant_names(self) -> list[str]:
+        """The loss variants' names (``baseline``, ``per_sample(gamma=G,eps_frac=E)``...), in order."""
         return [v["name"] for v in self.variants]
 
     def to_dict(self) -> dict:
+        """The ``result.json`` content: every field (``schema`` first), plus ``wavelength_km`` per degree
+        and the ``conventions``.
+
+        Returns:
+            A new JSON-safe dict (NaN and Inf as None, see :func:`json_safe`).
+        """
         d = asdict(self)
         d = {"schema": d.pop("schema"), **d}
         d["wavelength_km"] = [wavelength_km(l) for l in self.degrees]
         d["conventions"] = CONVENTIONS
         return json_safe(d)
 
-    def to_json(self, **kwargs) -> str:
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as strict JSON text (no NaN or Infinity literals).
+
+        Args:
+            **kwargs: passed on to :func:`json.dumps` (e.g. ``indent=2``).
+
+        Returns:
+            The JSON text.
+        """
         return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ProbeResult":
+    def from_dict(cls, d: dict) -> ProbeResult:
+        """A ProbeResult from its dict (:meth:`to_dict`, or ``result.json`` loaded).
+
+        Nulls in the numeric fields become NaN; unknown keys (e.g. ``wavelength_km``, ``conventions``) are
+        ignored; optional fields missing from older files are left empty.
+
+        Args:
+            d: the dict; must have ``schema`` ``"specprobe.grad-by-l/1"`` and the keys provenance, degrees,
+                variants, grad_by_l and stats.
+
+        Returns:
+            The result.
+
+        Raises:
+            ValueError: ``d`` is not a dict of this schema, or lacks a required key.
+        """
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"expected a result of schema {SCHEMA!r}, got {got!r}")

@@ -7,11 +7,28 @@ slice at that index along the degree axis and reduce over all of its elements.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 STATS = ("l2", "rms", "sum_sq", "count")
 
 
-def degree_slices(t, degree_axis: int):
-    """View ``t`` as (L, N): row l holds every element at degree l (complex -> modulus)."""
+def degree_slices(t: torch.Tensor, degree_axis: int) -> torch.Tensor:
+    """View ``t`` as (L, N): row l holds every element at degree l (complex -> modulus).
+
+    Args:
+        t: a tensor with at least one dimension; a complex tensor is replaced by its modulus first.
+        degree_axis: the axis of ``t`` that indexes the degree l (negative values count from the end).
+
+    Returns:
+        A real tensor of shape (L, N), L = ``t.shape[degree_axis]`` and N the product of all other
+        dimensions (1 for a 1-d ``t``), in ``t``'s (real) dtype; a view of ``t`` where the reshape allows.
+
+    Raises:
+        ValueError: ``t`` is not a torch.Tensor, is 0-d, or ``degree_axis`` is not one of its axes.
+    """
     import torch
 
     if not isinstance(t, torch.Tensor):
@@ -25,8 +42,26 @@ def degree_slices(t, degree_axis: int):
     return t.movedim(degree_axis, 0).reshape(t.shape[degree_axis], -1)
 
 
-def bin_by_degree(t, degree_axis: int, *, stat: str = "l2"):
-    """Per-degree statistic (L,): ``l2`` norm, ``rms``, ``sum_sq`` (sum of squares) or ``count``."""
+def bin_by_degree(t: torch.Tensor, degree_axis: int, *, stat: str = "l2") -> torch.Tensor:
+    """Per-degree statistic (L,): ``l2`` norm, ``rms``, ``sum_sq`` (sum of squares) or ``count``.
+
+    Every element at degree l (see :func:`degree_slices`; complex elements count by their modulus)
+    enters the statistic of that degree.
+
+    Args:
+        t: a tensor with the degree on ``degree_axis``, e.g. a per-degree filter weight or its gradient.
+        degree_axis: the axis of ``t`` that indexes the degree l.
+        stat: ``"l2"`` (default; sqrt of the sum of squares), ``"rms"`` (sqrt of the mean square),
+            ``"sum_sq"`` (sum of squares) or ``"count"`` (number of elements per degree).
+
+    Returns:
+        A tensor of shape (L,) on ``t``'s device. ``l2``, ``rms`` and ``sum_sq`` are float64 (the squares
+        are accumulated in float64); ``count`` has the real dtype of ``t``.
+
+    Raises:
+        ValueError: ``stat`` is not one of ``STATS``, or ``t`` / ``degree_axis`` are invalid (see
+            :func:`degree_slices`).
+    """
     if stat not in STATS:
         raise ValueError(f"stat: expected one of {STATS}, got {stat!r}")
     rows = degree_slices(t, degree_axis)

@@ -35,6 +35,13 @@ No torch at import; the functions import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import torch
 
 DEFAULT_R2_THRESHOLD = 0.1
 DEFAULT_MIN_CHANGE = 0.1
@@ -58,12 +65,27 @@ CONVENTIONS = {
 }
 
 
-def predictability_sums(gen_hat, target_hat, ref_hat=None) -> dict:
+def predictability_sums(gen_hat: torch.Tensor, target_hat: torch.Tensor,
+                        ref_hat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-channel degree powers summed over the batch: {error, spread, change, state, target} (C, L), float64.
 
-    gen_hat (B, E, C, L, M), target_hat (B, 1, C, L, M), ref_hat (B, 1, C, L, M) or None (no
-    persistence reference: change and state are NaN). A channel whose reference is NaN (no
-    persistence, e.g. an fme diagnostic output) gets NaN change and state.
+    Physical degree powers (m > 0 doubled) computed in complex128, detached; see the module docstring
+    for the definitions. Sums of several batches add up: pass their sum to :meth:`Predictability.from_sums`.
+
+    Args:
+        gen_hat: complex SHT coefficients of the ensemble members, shape (B, E, C, L, M).
+        target_hat: complex SHT coefficients of the target, shape (B, 1, C, L, M).
+        ref_hat: the persistence reference x, shape (B, 1, C, L, M), or None (no persistence reference:
+            change and state are NaN). A channel whose reference is NaN (no persistence, e.g. an fme
+            diagnostic output) gets NaN change and state.
+
+    Returns:
+        ``{"error", "spread", "change", "state", "target"}``, each a float64 tensor (C, L) summed over
+        samples; spread is 0 for E = 1.
+
+    Raises:
+        ValueError: ``gen_hat`` / ``target_hat`` are not 5-d with a target ensemble dim of 1, or
+            ``ref_hat`` does not have the target's shape.
     """
     import torch
 
@@ -93,8 +115,24 @@ def predictability_sums(gen_hat, target_hat, ref_hat=None) -> dict:
     return out
 
 
-def predictability_from_fields(gen, target, ref=None, *, grid: str = "legendre-gauss") -> dict:
-    """:func:`predictability_sums` of grid fields (B, E, C, H, W), (B, 1, C, H, W), ref like target or None."""
+def predictability_from_fields(gen: torch.Tensor, target: torch.Tensor, ref: torch.Tensor | None = None, *,
+                               grid: str = "legendre-gauss") -> dict[str, torch.Tensor]:
+    """:func:`predictability_sums` of grid fields (B, E, C, H, W), (B, 1, C, H, W), ref like target or None.
+
+    Args:
+        gen: real ensemble members on the grid, shape (B, E, C, H, W).
+        target: the real target on the grid, shape (B, 1, C, H, W).
+        ref: the persistence reference on the grid, shape (B, 1, C, H, W), or None (none: change and
+            state are NaN).
+        grid: the SHT grid of the fields (default ``"legendre-gauss"``, fme's loss grid).
+
+    Returns:
+        ``{"error", "spread", "change", "state", "target"}``, each a float64 tensor (C, L); see
+        :func:`predictability_sums`.
+
+    Raises:
+        ValueError: the fields are not real tensors of the expected shapes.
+    """
     from .sht import to_spectral
 
     return predictability_sums(to_spectral(gen, grid=grid), to_spectral(target, grid=grid),
@@ -103,13 +141,26 @@ def predictability_from_fields(gen, target, ref=None, *, grid: str = "legendre-g
 
 @dataclass
 class Predictability:
-    """Per channel and degree (numpy arrays (C, L)) from summed powers; see the module docstring."""
+    """Per channel and degree (numpy arrays (C, L)) from summed powers; see the module docstring.
 
-    r2: object
-    r2_ensemble_mean: object
-    spread_skill: object
-    change_over_state: object
-    noise_dominated: object  # bool (C, L)
+    Build it with :meth:`from_sums`. A ratio whose denominator is 0 or NaN is NaN.
+
+    Attributes:
+        r2: R2_l of the infinite-ensemble mean, float (C, L).
+        r2_ensemble_mean: R2_l of the E-member mean as it is, float (C, L).
+        spread_skill: sqrt((1 + 1/E) spread_l / error_l), float (C, L); zeros for E = 1.
+        change_over_state: change_l / state_l, float (C, L).
+        noise_dominated: bool (C, L), see :func:`noise_mask`.
+        n_ensemble: the ensemble size E.
+        r2_threshold: the R2 threshold of ``noise_dominated`` (default 0.1).
+        min_change: the change/state minimum of ``noise_dominated`` (default 0.1).
+    """
+
+    r2: np.ndarray
+    r2_ensemble_mean: np.ndarray
+    spread_skill: np.ndarray
+    change_over_state: np.ndarray
+    noise_dominated: np.ndarray  # bool (C, L)
     n_ensemble: int
     r2_threshold: float = DEFAULT_R2_THRESHOLD
     min_change: float = DEFAULT_MIN_CHANGE
@@ -117,6 +168,18 @@ class Predictability:
     @classmethod
     def from_sums(cls, sums: dict, *, n_ensemble: int, r2_threshold: float = DEFAULT_R2_THRESHOLD,
                   min_change: float = DEFAULT_MIN_CHANGE) -> Predictability:
+        """The ratios and the noise mask from summed powers (:func:`predictability_sums`, possibly summed further).
+
+        Args:
+            sums: ``{"error", "spread", "change", "state"}`` (``"target"`` optional), each (C, L), as torch
+                tensors or array-likes.
+            n_ensemble: the ensemble size E the sums were made with.
+            r2_threshold: R2 below which a degree can be noise-dominated (default 0.1).
+            min_change: change/state at or above which a degree can be noise-dominated (default 0.1).
+
+        Returns:
+            The per-channel, per-degree predictability.
+        """
         import numpy as np
 
         s = {k: np.asarray(_numpy(sums[k]), dtype=float) for k in SUM_KEYS if k in sums}
@@ -132,9 +195,18 @@ class Predictability:
         mask = noise_mask(r2, ratio, r2_threshold=r2_threshold, min_change=min_change)
         return cls(r2, r2_mean, spread_skill, ratio, mask, e, r2_threshold, min_change)
 
-    def to_dict(self, channels) -> dict:
+    def to_dict(self, channels: Sequence[str]) -> dict:
         """JSON-ready: {thresholds, channels: {name: {r2, r2_ensemble_mean, spread_skill, change_over_state,
-        noise_dominated (degree list)}}}."""
+        noise_dominated (degree list)}}}.
+
+        Args:
+            channels: the channel names, in the order of the arrays' first axis.
+
+        Returns:
+            ``{"r2_threshold", "min_change", "n_ensemble", "channels": {name: {"r2", "r2_ensemble_mean",
+            "spread_skill", "change_over_state" (lists of floats per degree; NaN kept), "noise_dominated"
+            (the flagged degrees), "has_reference" (any finite change/state)}}}``.
+        """
         import numpy as np
 
         out = {"r2_threshold": self.r2_threshold, "min_change": self.min_change, "n_ensemble": self.n_ensemble,
@@ -149,9 +221,19 @@ class Predictability:
         return out
 
 
-def noise_mask(r2, change_over_state, *, r2_threshold: float = DEFAULT_R2_THRESHOLD,
-               min_change: float = DEFAULT_MIN_CHANGE):
-    """Boolean (C, L): R2 < threshold and change/state >= min_change, never l = 0; NaN compares False."""
+def noise_mask(r2: Any, change_over_state: Any, *, r2_threshold: float = DEFAULT_R2_THRESHOLD,
+               min_change: float = DEFAULT_MIN_CHANGE) -> np.ndarray:
+    """Boolean (C, L): R2 < threshold and change/state >= min_change, never l = 0; NaN compares False.
+
+    Args:
+        r2: R2 per channel and degree, array-like (C, L) (any leading dims; degree last).
+        change_over_state: change/state per channel and degree, array-like of the same shape.
+        r2_threshold: flag degrees with R2 below this (default 0.1).
+        min_change: and only those whose change/state is at or above this (default 0.1).
+
+    Returns:
+        A bool array of the inputs' (broadcast) shape; False at l = 0 and wherever either value is NaN.
+    """
     import numpy as np
 
     r2, ratio = np.asarray(r2, dtype=float), np.asarray(change_over_state, dtype=float)
@@ -161,8 +243,19 @@ def noise_mask(r2, change_over_state, *, r2_threshold: float = DEFAULT_R2_THRESH
     return mask
 
 
-def weight_share(per_degree, mask) -> float:
-    """Share of the energy-score loss's per-degree contributions (C, L) falling on ``mask`` (C, L)."""
+def weight_share(per_degree: Any, mask: Any) -> float:
+    """Share of the energy-score loss's per-degree contributions (C, L) falling on ``mask`` (C, L).
+
+    Contributions are signed (a fair energy score can be negative), so a share can lie outside [0, 1].
+
+    Args:
+        per_degree: per-(channel, degree) contributions, e.g. ``EnergyScoreLossTerms.per_degree``; a torch
+            tensor or array-like (C, L). NaN entries count as 0.
+        mask: bool array-like (C, L), e.g. :attr:`Predictability.noise_dominated`.
+
+    Returns:
+        sum of the contributions on ``mask`` / sum of all contributions; NaN when the total is 0.
+    """
     import numpy as np
 
     w = np.asarray(_numpy(per_degree), dtype=float)
@@ -173,7 +266,20 @@ def weight_share(per_degree, mask) -> float:
 
 
 def band_r2(sums: dict, channel: int, lo: int, hi: int, *, n_ensemble: int) -> float:
-    """R2 over a degree band (powers summed over lo..hi before the ratio: a power-weighted band value)."""
+    """R2 over a degree band (powers summed over lo..hi before the ratio: a power-weighted band value).
+
+    Args:
+        sums: summed powers as from :func:`predictability_sums` ({error, spread, change, ...}, each (C, L));
+            NaN entries count as 0.
+        channel: the channel's index (first axis).
+        lo: the band's first degree.
+        hi: the band's last degree (inclusive).
+        n_ensemble: the ensemble size E.
+
+    Returns:
+        1 - (error - spread / E) / change over the band (no spread term for E = 1); NaN when the band's
+        change is 0 or missing.
+    """
     import numpy as np
 
     sl = slice(lo, hi + 1)
@@ -197,9 +303,16 @@ def _floats(a) -> list:
 
 
 def summary_columns(predictability: dict | None) -> dict:
-    """The few numbers a sweep, series or compare row carries from a result's ``predictability`` dict:
-    {noise_dominated (count of (channel, l)), es_weight_share {variant: share}, r2_band {channel: {band: R2}}};
-    empty for results written before predictability (or without a persistence reference)."""
+    """The few numbers a sweep, series or compare row carries from a result's ``predictability`` dict.
+
+    Args:
+        predictability: a result's ``predictability`` block (``ProbeResult.predictability``), or None.
+
+    Returns:
+        ``{"noise_dominated" (count of (channel, l)), "es_weight_share" {variant: share}, "r2_band"
+        {channel: {band: R2}}, "r2_threshold", "min_change"}``; empty for results written before
+        predictability (or without a persistence reference).
+    """
     p = predictability or {}
     chans = p.get("channels") or {}
     if not any(c.get("has_reference") for c in chans.values()):

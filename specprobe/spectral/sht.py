@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
 
 LOSS_GRID = "legendre-gauss"
 GRIDS = ("legendre-gauss", "equiangular", "lobatto")
@@ -18,7 +24,18 @@ GRIDS = ("legendre-gauss", "equiangular", "lobatto")
 
 @dataclass(frozen=True)
 class SHTConvention:
-    """What a set of spectral coefficients means; written into every result's provenance."""
+    """What a set of spectral coefficients means; written into every result's provenance.
+
+    Attributes:
+        nlat: number of latitudes of the grid (>= 2).
+        nlon: number of longitudes of the grid (>= 2).
+        grid: ``"legendre-gauss"`` (default, fme's loss grid), ``"equiangular"`` or ``"lobatto"``.
+        lmax: number of degrees L; None: torch-harmonics 0.8.0's default, nlat (nlat - 1 on ``lobatto``).
+        mmax: number of orders M; None: nlon // 2 + 1.
+
+    Raises:
+        ValueError: on construction, an unknown ``grid`` or a grid smaller than 2 x 2.
+    """
 
     nlat: int
     nlon: int
@@ -34,15 +51,23 @@ class SHTConvention:
 
     @property
     def n_degrees(self) -> int:
+        """The number of degrees L (``lmax``, or its default when None)."""
         if self.lmax is not None:
             return self.lmax
         return self.nlat - 1 if self.grid == "lobatto" else self.nlat
 
     @property
     def n_orders(self) -> int:
+        """The number of orders M (``mmax``, or nlon // 2 + 1 when None)."""
         return self.mmax if self.mmax is not None else self.nlon // 2 + 1
 
     def describe(self) -> dict:
+        """The convention as a JSON-ready dict.
+
+        Returns:
+            ``{library, grid, nlat, nlon, lmax, mmax, norm, csphase, layout}`` with lmax = L and mmax = M
+            resolved, norm ``"ortho"`` and the Condon-Shortley phase on.
+        """
         return {
             "library": "torch-harmonics RealSHT",
             "grid": self.grid,
@@ -100,8 +125,31 @@ def _cached_sht(nlat: int, nlon: int, grid: str, lmax, mmax, device: str, dtype_
 
 
 def real_sht(nlat: int, nlon: int, *, grid: str = LOSS_GRID, lmax: int | None = None,
-             mmax: int | None = None, device=None, dtype=None):
-    """A torch-harmonics ``RealSHT``, built once per (grid, truncation, device, dtype) and cached."""
+             mmax: int | None = None, device: torch.device | str | None = None,
+             dtype: torch.dtype | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A torch-harmonics ``RealSHT``, built once per (grid, truncation, device, dtype) and cached.
+
+    The transform is the original ``torch_harmonics.sht.RealSHT`` (orthonormal, Condon-Shortley phase),
+    wrapped so that its output always has the convention's (L, M) layout: orders a newer torch-harmonics
+    drops (m >= L, all zero) are padded back with zeros.
+
+    Args:
+        nlat: number of latitudes of the grid.
+        nlon: number of longitudes of the grid.
+        grid: ``"legendre-gauss"`` (default), ``"equiangular"`` or ``"lobatto"``.
+        lmax: number of degrees L; None: nlat (nlat - 1 on ``lobatto``), as fme's torch-harmonics 0.8.0.
+        mmax: number of orders M; None: nlon // 2 + 1.
+        device: where the transform's weights live; None: CPU.
+        dtype: the working real dtype; None: float32.
+
+    Returns:
+        A callable mapping a real tensor (..., nlat, nlon) to complex coefficients (..., L, M); other
+        attributes are those of the wrapped ``RealSHT``.
+
+    Raises:
+        ValueError: the convention is invalid (see :class:`SHTConvention`), or the installed torch-harmonics
+            would truncate the transform to fewer than L degrees.
+    """
     import torch
 
     SHTConvention(nlat, nlon, grid, lmax, mmax)  # validates
@@ -110,8 +158,22 @@ def real_sht(nlat: int, nlon: int, *, grid: str = LOSS_GRID, lmax: int | None = 
     return _cached_sht(nlat, nlon, grid, lmax, mmax, str(device), str(dtype).removeprefix("torch."))
 
 
-def to_spectral(x, *, grid: str = LOSS_GRID):
-    """Forward real SHT of the last two (lat, lon) axes of a real tensor, in its own dtype."""
+def to_spectral(x: torch.Tensor, *, grid: str = LOSS_GRID) -> torch.Tensor:
+    """Forward real SHT of the last two (lat, lon) axes of a real tensor, in its own dtype.
+
+    Uses :func:`real_sht` with its default truncation (L = nlat, or nlat - 1 on ``lobatto``;
+    M = nlon // 2 + 1) on ``x``'s device.
+
+    Args:
+        x: a real tensor (..., nlat, nlon); float32 and float64 are kept, any other dtype is cast to float32.
+        grid: the grid of ``x`` (default ``"legendre-gauss"``, fme's loss grid).
+
+    Returns:
+        Complex coefficients (..., L, M) (complex64 or complex128); entries with m > l are zero.
+
+    Raises:
+        ValueError: ``x`` is not a real tensor with at least 2 dims, or the grid is invalid.
+    """
     import torch
 
     if not isinstance(x, torch.Tensor) or x.is_complex() or x.ndim < 2:

@@ -8,14 +8,31 @@ sum_l P(l) = integral of f^2 over the unit sphere. fme's spectrum metric (used f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 POWER_CONVENTIONS = {
     "physical": "P(l) = |c_l0|^2 + 2 sum_{m>0} |c_lm|^2 (ortho SHT; sum_l P(l) = integral of f^2 over the unit sphere)",
     "fme": "P(l) = sum_m |c_lm|^2, m > 0 not doubled (fme's power-spectrum metric)",
 }
 
 
-def degree_power(coeffs, *, convention: str = "physical"):
-    """Power per degree (..., L) of complex coefficients (..., L, M); see ``POWER_CONVENTIONS``."""
+def degree_power(coeffs: torch.Tensor, *, convention: str = "physical") -> torch.Tensor:
+    """Power per degree (..., L) of complex coefficients (..., L, M); see ``POWER_CONVENTIONS``.
+
+    Args:
+        coeffs: complex SHT coefficients, shape (..., L, M), orders m on the last axis.
+        convention: ``"physical"`` (default; m > 0 counted twice, sum_l P(l) = integral of f^2 over the
+            unit sphere for orthonormal harmonics) or ``"fme"`` (m > 0 not doubled, fme's spectrum metric).
+
+    Returns:
+        A real tensor of shape (..., L), in the real dtype of ``coeffs``.
+
+    Raises:
+        ValueError: ``convention`` is unknown, or ``coeffs`` is not a complex tensor with at least 2 dims.
+    """
     import torch
 
     if convention not in POWER_CONVENTIONS:

@@ -12,12 +12,27 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
 class Band:
+    """A named range of degrees lo..hi, both inclusive.
+
+    Attributes:
+        name: the band's name (``low``, ``mid``, ``high`` for :func:`default_bands`).
+        lo: the first degree (>= 0).
+        hi: the last degree (inclusive, >= lo).
+
+    Raises:
+        ValueError: on construction, lo < 0 or hi < lo.
+    """
+
     name: str
     lo: int
     hi: int  # inclusive
@@ -27,10 +42,23 @@ class Band:
             raise ValueError(f"band {self.name!r}: expected 0 <= lo <= hi, got {self.lo}..{self.hi}")
 
     def label(self) -> str:
+        """The degree range as text: ``"lo-hi"``, or ``"lo"`` for a single degree."""
         return f"{self.lo}-{self.hi}" if self.hi > self.lo else f"{self.lo}"
 
 
 def default_bands(n_degrees: int) -> list[Band]:
+    """The low, mid and high bands of the module docstring for degrees 0 .. n_degrees - 1.
+
+    Args:
+        n_degrees: the number of degrees L (>= 4).
+
+    Returns:
+        ``[low, mid, high]`` with n = max(1, L // 8): low = 1..n, mid = n+1..L-n-1 (left out when empty),
+        high = L-n..L-1.
+
+    Raises:
+        ValueError: ``n_degrees`` < 4.
+    """
     if n_degrees < 4:
         raise ValueError(f"n_degrees: need at least 4 degrees for bands, got {n_degrees}")
     n = max(1, n_degrees // 8)
@@ -42,7 +70,19 @@ def default_bands(n_degrees: int) -> list[Band]:
 
 
 def parse_bands(spec: str | None, n_degrees: int) -> list[Band]:
-    """``low=1:8,high=56:63`` (inclusive ranges); must include bands named low and high."""
+    """``low=1:8,high=56:63`` (inclusive ranges); must include bands named low and high.
+
+    Args:
+        spec: comma-separated ``NAME=LO:HI`` items; None, ``""`` or ``"default"``: :func:`default_bands`.
+        n_degrees: the number of degrees L; every band must end at or below L - 1.
+
+    Returns:
+        The bands, in the order given.
+
+    Raises:
+        ValueError: an item does not parse, a band is invalid or exceeds the largest degree, or the names
+            are not distinct or lack ``low`` or ``high``.
+    """
     if spec is None or spec.strip() in ("", "default"):
         return default_bands(n_degrees)
     bands = []
@@ -60,7 +100,16 @@ def parse_bands(spec: str | None, n_degrees: int) -> list[Band]:
     return bands
 
 
-def band_mean(curve, band: Band) -> float:
+def band_mean(curve: ArrayLike, band: Band) -> float:
+    """Mean of ``curve`` (index = degree) over the band's degrees, ignoring non-finite values.
+
+    Args:
+        curve: per-degree values g(l), 1-d, index l.
+        band: the degrees to average.
+
+    Returns:
+        The mean; NaN when the band holds no finite value.
+    """
     values = np.asarray(curve, dtype=float)[band.lo : band.hi + 1]
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else math.nan
@@ -81,8 +130,18 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def spearman_rho(curve, degrees=None) -> float:
-    """Spearman rank correlation of g(l) with l over finite values (nan if fewer than 3 or constant)."""
+def spearman_rho(curve: ArrayLike, degrees: ArrayLike | None = None) -> float:
+    """Spearman rank correlation of g(l) with l over finite values (nan if fewer than 3 or constant).
+
+    Ties share their mean rank.
+
+    Args:
+        curve: per-degree values g(l), 1-d.
+        degrees: the degree of each value, same length; None (default): 0 .. len(curve) - 1.
+
+    Returns:
+        rho in [-1, 1]; NaN with fewer than 3 finite values or when either ranking is constant.
+    """
     y = np.asarray(curve, dtype=float)
     x = np.arange(len(y), dtype=float) if degrees is None else np.asarray(degrees, dtype=float)
     ok = np.isfinite(y)
@@ -95,8 +154,16 @@ def spearman_rho(curve, degrees=None) -> float:
     return float((rx * ry).sum() / denom) if denom > 0 else math.nan
 
 
-def loglog_slope(curve, degrees=None) -> float:
-    """Least-squares slope of log g against log l, over l >= 1 with g > 0 (nan if fewer than 2)."""
+def loglog_slope(curve: ArrayLike, degrees: ArrayLike | None = None) -> float:
+    """Least-squares slope of log g against log l, over l >= 1 with g > 0 (nan if fewer than 2).
+
+    Args:
+        curve: per-degree values g(l), 1-d; non-finite and non-positive values are left out.
+        degrees: the degree of each value, same length; None (default): 0 .. len(curve) - 1.
+
+    Returns:
+        The slope; NaN with fewer than 2 usable points.
+    """
     y = np.asarray(curve, dtype=float)
     x = np.arange(len(y), dtype=float) if degrees is None else np.asarray(degrees, dtype=float)
     ok = np.isfinite(y) & (y > 0) & (x >= 1)
@@ -105,8 +172,19 @@ def loglog_slope(curve, degrees=None) -> float:
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
-def curve_stats(curve, bands: list[Band], *, first_degree: int = 1) -> dict:
-    """Decline ratio (low/high), Spearman rho and log-log slope of a curve over l >= first_degree."""
+def curve_stats(curve: ArrayLike, bands: list[Band], *, first_degree: int = 1) -> dict:
+    """Decline ratio (low/high), Spearman rho and log-log slope of a curve over l >= first_degree.
+
+    Args:
+        curve: per-degree values g(l), 1-d, index l = 0 .. L-1.
+        bands: the bands to average over; must include bands named ``low`` and ``high``.
+        first_degree: the smallest degree Spearman rho and the log-log slope use (default 1: l = 0, the
+            global mean, left out). The band means use each band's own degrees.
+
+    Returns:
+        ``{"decline_ratio": mean over low / mean over high (NaN unless the high mean is > 0),
+        "spearman_rho", "loglog_slope", "band_means": {band name: mean}}``.
+    """
     y = np.asarray(curve, dtype=float)
     degrees = np.arange(len(y))
     keep = degrees >= first_degree

@@ -16,6 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import torch
 
 DEFAULT_GAMMA = 0.5  # fme's default exponent: the stable knee of the upstream gamma sweep
 DEFAULT_EPS_FRAC = 0.02
@@ -39,7 +45,15 @@ def _fmt(x: float) -> str:
 
 @dataclass(frozen=True)
 class SpectralWhitening:
-    """The runtime whitening operator: ``factor(target_hat)`` -> (B, C, L, 1)."""
+    """The runtime whitening operator: ``factor(target_hat)`` -> (B, C, L, 1).
+
+    Attributes:
+        gamma: the exponent, in (0, 1] (default 0.5, fme's).
+        eps_frac: the amplitude floor as a fraction of the mean degree amplitude, > 0 (default 0.02).
+
+    Raises:
+        ValueError: on construction, ``gamma`` or ``eps_frac`` out of range.
+    """
 
     gamma: float = DEFAULT_GAMMA
     eps_frac: float = DEFAULT_EPS_FRAC
@@ -49,14 +63,37 @@ class SpectralWhitening:
 
     @property
     def name(self) -> str:
+        """The variant name used in every output: ``per_sample(gamma=G,eps_frac=E)``."""
         return f"per_sample(gamma={_fmt(self.gamma)},eps_frac={_fmt(self.eps_frac)})"
 
-    def factor(self, target_hat):
+    def factor(self, target_hat: torch.Tensor) -> torch.Tensor:
+        """:func:`whitening_factor` with this operator's gamma and eps_frac.
+
+        Args:
+            target_hat: complex SHT coefficients of the target, shape (B, 1, C, L, M).
+
+        Returns:
+            The detached factor, shape (B, C, L, 1).
+
+        Raises:
+            ValueError: ``target_hat`` is not complex of shape (B, 1, C, L, M).
+        """
         return whitening_factor(target_hat, gamma=self.gamma, eps_frac=self.eps_frac)
 
 
-def valid_mode_weights(n_l: int, n_m: int, *, device=None, dtype=None):
-    """w_lm = redundancy (1 for m = 0, 2 for m > 0) times validity (m <= l), shape (L, M)."""
+def valid_mode_weights(n_l: int, n_m: int, *, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None) -> torch.Tensor:
+    """w_lm = redundancy (1 for m = 0, 2 for m > 0) times validity (m <= l), shape (L, M).
+
+    Args:
+        n_l: number of degrees L.
+        n_m: number of orders M.
+        device: the tensor's device; None: torch's default device.
+        dtype: the tensor's dtype; None: float32.
+
+    Returns:
+        A tensor of shape (L, M); 0 where m > l.
+    """
     import torch
 
     l_idx = torch.arange(n_l, device=device).unsqueeze(-1)
@@ -65,8 +102,20 @@ def valid_mode_weights(n_l: int, n_m: int, *, device=None, dtype=None):
     return w.to(dtype or torch.float32)
 
 
-def degree_rms_amplitude(target_hat):
-    """Per-mode RMS amplitude of each degree over valid orders: (B, 1, C, L, M) -> (B, C, L)."""
+def degree_rms_amplitude(target_hat: torch.Tensor) -> torch.Tensor:
+    """Per-mode RMS amplitude of each degree over valid orders: (B, 1, C, L, M) -> (B, C, L).
+
+    amp_l = sqrt( sum_m w_lm |y_lm|^2 / sum_m w_lm ) with w_lm from :func:`valid_mode_weights`.
+
+    Args:
+        target_hat: complex SHT coefficients of the target, shape (B, 1, C, L, M).
+
+    Returns:
+        A detached real tensor of shape (B, C, L).
+
+    Raises:
+        ValueError: ``target_hat`` is not a complex tensor of shape (B, 1, C, L, M).
+    """
     import torch
 
     if not isinstance(target_hat, torch.Tensor) or not target_hat.is_complex():
@@ -79,8 +128,24 @@ def degree_rms_amplitude(target_hat):
     return torch.sqrt((amp**2 * w).sum(-1) / w.sum(-1).clamp_min(tiny))
 
 
-def whitening_factor(target_hat, *, gamma: float = DEFAULT_GAMMA, eps_frac: float = DEFAULT_EPS_FRAC):
-    """The detached per-(sample, channel, degree) factor (B, C, L, 1) for target_hat (B, 1, C, L, M)."""
+def whitening_factor(target_hat: torch.Tensor, *, gamma: float = DEFAULT_GAMMA,
+                     eps_frac: float = DEFAULT_EPS_FRAC) -> torch.Tensor:
+    """The detached per-(sample, channel, degree) factor (B, C, L, 1) for target_hat (B, 1, C, L, M).
+
+    factor = alpha * f_l, as in the module docstring: f_l = (1 / max(amp_l, eps_frac * mean_l amp_l)) ** gamma,
+    alpha keeps the loss's magnitude.
+
+    Args:
+        target_hat: complex SHT coefficients of the target, shape (B, 1, C, L, M).
+        gamma: the exponent, in (0, 1] (default 0.5).
+        eps_frac: the amplitude floor as a fraction of the mean degree amplitude, > 0 (default 0.02).
+
+    Returns:
+        A detached real tensor of shape (B, C, L, 1).
+
+    Raises:
+        ValueError: ``gamma`` or ``eps_frac`` out of range, or ``target_hat`` not complex (B, 1, C, L, M).
+    """
     import torch
 
     _check_gamma_eps(gamma, eps_frac)
@@ -102,6 +167,15 @@ class WhiteningConfig:
 
     kind "none" (default) disables whitening; "per_sample" enables it, with unset exponent -> 0.5
     and unset eps_frac -> 0.02. Setting a knob with kind "none" is an error, as in fme.
+
+    Attributes:
+        kind: ``"none"`` or ``"per_sample"``.
+        exponent: gamma, in (0, 1]; None with kind "none" (filled in with 0.5 for "per_sample").
+        eps_frac: the amplitude floor, > 0; None with kind "none" (filled in with 0.02 for "per_sample").
+
+    Raises:
+        UnknownWhiteningKind: on construction, an unknown ``kind`` (a ValueError).
+        ValueError: on construction, a knob set with kind "none", or a knob out of range.
     """
 
     kind: str = "none"
@@ -123,6 +197,7 @@ class WhiteningConfig:
 
     @property
     def gamma(self) -> float | None:
+        """The exponent (fme's ``exponent``); None for kind "none"."""
         return self.exponent
 
     @property
@@ -131,16 +206,30 @@ class WhiteningConfig:
         return "baseline" if self.kind == "none" else self.build().name
 
     def build(self) -> SpectralWhitening | None:
+        """The runtime operator: a :class:`SpectralWhitening`, or None for kind "none"."""
         if self.kind == "none":
             return None
         return SpectralWhitening(gamma=float(self.exponent), eps_frac=float(self.eps_frac))
 
     def to_dict(self) -> dict:
+        """fme's dict form ``{"kind", "exponent", "eps_frac"}`` (what :meth:`from_fme` reads back)."""
         return {"kind": self.kind, "exponent": self.exponent, "eps_frac": self.eps_frac}
 
     @classmethod
-    def from_fme(cls, value) -> "WhiteningConfig":
-        """fme's YAML form ``{kind: per_sample, exponent: 0.5, eps_frac: 0.02}`` (or None)."""
+    def from_fme(cls, value: Mapping[str, Any] | WhiteningConfig | None) -> WhiteningConfig:
+        """fme's YAML form ``{kind: per_sample, exponent: 0.5, eps_frac: 0.02}`` (or None).
+
+        Args:
+            value: a mapping with any of the keys kind, exponent, eps_frac; a :class:`WhiteningConfig`
+                (returned as it is); or None (no whitening).
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: ``value`` is not a mapping, has unknown keys, or holds invalid settings
+                (an unknown kind raises :class:`UnknownWhiteningKind`).
+        """
         if value is None:
             return cls()
         if isinstance(value, WhiteningConfig):
@@ -153,8 +242,21 @@ class WhiteningConfig:
         return cls(**dict(value))
 
     @classmethod
-    def from_pr1303(cls, spectral_whitening: str = "none", whitening_eps_frac: float | None = None) -> "WhiteningConfig":
-        """ai2cm/ace PR #1303 as first proposed: no exponent, so per_sample means gamma = 1."""
+    def from_pr1303(cls, spectral_whitening: str = "none",
+                    whitening_eps_frac: float | None = None) -> WhiteningConfig:
+        """ai2cm/ace PR #1303 as first proposed: no exponent, so per_sample means gamma = 1.
+
+        Args:
+            spectral_whitening: ``"none"`` (default) or ``"per_sample"``.
+            whitening_eps_frac: the amplitude floor; None: the default 0.02. Ignored with ``"none"``.
+
+        Returns:
+            The config: kind "none", or "per_sample" with exponent 1.0.
+
+        Raises:
+            UnknownWhiteningKind: ``spectral_whitening`` is neither "none" nor "per_sample" (a ValueError).
+            ValueError: ``whitening_eps_frac`` is not > 0.
+        """
         if spectral_whitening not in KINDS:
             raise UnknownWhiteningKind(f"spectral_whitening: expected one of {KINDS}, got {spectral_whitening!r}")
         if spectral_whitening == "none":
@@ -162,10 +264,20 @@ class WhiteningConfig:
         return cls("per_sample", exponent=1.0, eps_frac=whitening_eps_frac)
 
     @classmethod
-    def parse(cls, spec: str) -> "WhiteningConfig":
+    def parse(cls, spec: str) -> WhiteningConfig:
         """Command-line form: ``none``/``baseline``, ``per_sample``, ``per_sample:gamma=0.8,eps_frac=0.05``.
 
-        The variant names themselves (``per_sample(gamma=0.5,eps_frac=0.02)``) parse too.
+        The variant names themselves (``per_sample(gamma=0.5,eps_frac=0.02)``) parse too. ``exponent=`` is
+        accepted for ``gamma=``; unset knobs take their defaults.
+
+        Args:
+            spec: the text (surrounding whitespace ignored).
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: ``spec`` does not parse, a knob is unknown or not a number, or a value is out of range.
         """
         text = spec.strip()
         if text in ("none", "baseline"):
@@ -189,8 +301,20 @@ class WhiteningConfig:
         return cls("per_sample", **knobs)
 
 
-def as_whitening(value) -> SpectralWhitening | None:
-    """Accept an operator, a config, fme's dict form, a command-line string, or None."""
+def as_whitening(value: Any) -> SpectralWhitening | None:
+    """Accept an operator, a config, fme's dict form, a command-line string, or None.
+
+    Args:
+        value: None; a :class:`SpectralWhitening`; a :class:`WhiteningConfig`; a command-line string
+            (:meth:`WhiteningConfig.parse`); fme's mapping form (:meth:`WhiteningConfig.from_fme`); or any
+            object with a ``factor`` method (e.g. fme's own SpectralWhitening), returned as it is.
+
+    Returns:
+        The operator, or None when ``value`` means no whitening (None, kind "none", ``"baseline"``).
+
+    Raises:
+        ValueError: ``value`` is of none of these kinds, or does not parse / validate.
+    """
     if value is None or isinstance(value, SpectralWhitening):
         return value
     if isinstance(value, WhiteningConfig):
@@ -204,15 +328,21 @@ def as_whitening(value) -> SpectralWhitening | None:
     raise ValueError(f"whitening: expected None, a WhiteningConfig, a dict or a string, got {type(value).__name__}")
 
 
-def parse_variants(variants) -> list[WhiteningConfig]:
-    """The loss variants of a command, parsed once: the baseline first, then each whitening setting
-    once, in the order given.
+def parse_variants(variants: Iterable[str | dict | WhiteningConfig]) -> list[WhiteningConfig]:
+    """The loss variants of a command, parsed once: the baseline first, then each whitening setting once.
+
+    Settings are kept in the order given; one whose variant name (:attr:`WhiteningConfig.name`) is
+    already in the list (including ``"none"`` / the baseline) is dropped.
 
     Args:
         variants: strings (``"per_sample"``, ``"per_sample:gamma=0.8,eps_frac=0.05"``), fme config dicts
             (``{"kind": "per_sample", "exponent": 0.5}``) or :class:`WhiteningConfig` objects.
+
     Returns:
         ``[WhiteningConfig()] + [each distinct setting]``; already-parsed configs pass through unchanged.
+
+    Raises:
+        ValueError: an item is of another type, or does not parse / validate.
     """
     out = [WhiteningConfig()]
     for v in variants:
