@@ -53,3 +53,21 @@ def test_cuda_refusal_suggests_the_cpu(monkeypatch):
     params = load_target(None).parameters()
     with pytest.raises(SpecprobeError, match="GPU memory.*--device cpu"):
         check_fits(device=torch.device("cuda"), params=params, n_variants=2, batch_size=1, n_ensemble=2)
+
+
+def test_graph_size_does_not_depend_on_memory_freed_earlier():
+    """The same forward measures the same graph the second time, when the first one's memory is free
+    for reuse (the resident set alone grew ~10x less then, and the check let through what could not fit)."""
+    import torch
+
+    from specprobe.probing.memory import GraphSizer
+
+    sizes = []
+    for _ in range(3):
+        with GraphSizer(torch.device("cpu")) as sizer:
+            x = [torch.randn(512, 512, requires_grad=True) for _ in range(16)]
+            y = sum(xi.exp().sum() for xi in x)  # exp saves its output: one more tensor per leaf
+        sizes.append(sizer.bytes)
+        del x, y
+    expected = 2 * 16 * 512 * 512 * 4  # the leaves and exp's saved outputs: 32 MiB
+    assert all(0.95 * expected <= s <= 1.2 * expected for s in sizes), (sizes, expected)
