@@ -119,11 +119,17 @@ def _check_format(fmt: str) -> None:
         _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps) -> dict:
-    """fme rollout options that were given (the rest default to the run's training config)."""
-    given = {"n_forward_steps": n_forward_steps, "optimize_last_step_only": optimize_last_step_only,
-             "pushforward_steps": pushforward_steps}
-    return {k: v for k, v in given.items() if v is not None}
+def _load_options(*, trust: bool = False, ema: bool = False, degree_axis: list[str] | None = None, grid=None,
+                  scale_factor=None, n_forward_steps=None, optimize_last_step_only=None, pushforward_steps=None,
+                  time_start=None, time_stop=None):
+    """The checkpoint options a command was given, as one validated LoadOptions (unset ones stay None:
+    fme options then follow the run's training config)."""
+    from .models.options import LoadOptions
+
+    return LoadOptions.from_kwargs(trust=trust, ema=ema, degree_axis=_degree_axes(degree_axis or []), grid=grid,
+                                   scale_factor=scale_factor, n_forward_steps=n_forward_steps,
+                                   optimize_last_step_only=optimize_last_step_only,
+                                   pushforward_steps=pushforward_steps, time_start=time_start, time_stop=time_stop)
 
 
 _N_FORWARD_STEPS_HELP = ("fme: probe the loss of a K-step training rollout, fme's own stepping and step weights "
@@ -241,10 +247,6 @@ def _scale_factor_option():
                         "where the weights cannot tell it.")
 
 
-def _model_options(grid, scale_factor) -> dict:
-    return {k: v for k, v in (("grid", grid), ("scale_factor", scale_factor)) if v is not None}
-
-
 @app.command()
 @_guard
 def info(
@@ -260,7 +262,7 @@ def info(
     from .models.registry import describe_checkpoint
     from .report.info import render_info
 
-    desc = describe_checkpoint(checkpoint, trust=trust_checkpoint, **_model_options(grid, scale_factor))
+    desc = describe_checkpoint(checkpoint, _load_options(trust=trust_checkpoint, grid=grid, scale_factor=scale_factor))
     if as_json:
         typer.echo(json.dumps(desc, indent=1, default=str))
     else:
@@ -325,23 +327,23 @@ def grad_by_l(
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
-    from .spectral.whitening import parse_variants
+    from .probing.settings import LossSettings, ProbeSettings
 
-    # parsed once, here: errors before any loading, and the engine takes the parsed configs as they are
-    variants = parse_variants(whitening if whitening else ["per_sample"])[1:]
-    moments = _moment_elements(moment_elements)
+    # validated once, here: errors before any loading, and the engine takes the settings as they are
+    settings = ProbeSettings(variants=tuple(whitening or ["per_sample"]), n_samples=n_samples, n_ensemble=n_ensemble,
+                             batch_size=batch_size, seed=seed, bands=bands, other_params=other_params,
+                             loss=LossSettings(crps_weight=crps_weight, energy_score_weight=energy_score_weight),
+                             moment_elements=_moment_elements(moment_elements), r2_threshold=r2_threshold,
+                             min_change=min_change)
+    options = _load_options(trust=trust_checkpoint, ema=ema, degree_axis=degree_axis, grid=grid,
+                            scale_factor=scale_factor, n_forward_steps=n_forward_steps,
+                            optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps,
+                            time_start=time_start, time_stop=time_stop)
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     paths = list(checkpoints or [None])
-    probe_kwargs = dict(data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
-                        batch_size=batch_size, seed=seed, device=device, bands=bands, crps_weight=crps_weight,
-                        energy_score_weight=energy_score_weight, ema=ema, trust_checkpoint=trust_checkpoint,
-                        degree_axis=_degree_axes(degree_axis or []), command_line=["specprobe", *sys.argv[1:]],
-                        timestamp=not no_timestamp, threads=threads, other_params=other_params,
-                        moment_elements=moments, r2_threshold=r2_threshold, min_change=min_change,
-                        **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
-                        **{k: v for k, v in (("time_start", time_start), ("time_stop", time_stop)) if v is not None},
-                        **_model_options(grid, scale_factor))
+    probe_kwargs = dict(settings=settings, options=options, data=data, device=device, threads=threads,
+                        command_line=["specprobe", *sys.argv[1:]], timestamp=not no_timestamp)
     if len(paths) > 1 or (paths[0] is not None and Path(paths[0]).is_dir()):
         return _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project, world)
     bar, progress = _progress(not quiet and not as_json and (world is None or world.is_writer))
@@ -515,16 +517,19 @@ def sweep(
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
+    from .probing.settings import ProbeSettings
+
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
-    moments = _moment_elements(moment_elements)
+    settings = ProbeSettings(variants=tuple(configs), n_samples=n_samples, n_ensemble=n_ensemble,
+                             batch_size=batch_size, seed=seed, bands=bands, other_params=other_params,
+                             moment_elements=_moment_elements(moment_elements))
+    options = _load_options(trust=trust_checkpoint, ema=ema, grid=grid, scale_factor=scale_factor,
+                            n_forward_steps=n_forward_steps, optimize_last_step_only=optimize_last_step_only,
+                            pushforward_steps=pushforward_steps)
     world = _start_world(device)
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
-    result = probe(checkpoint, data=data, variants=configs, n_samples=n_samples, n_ensemble=n_ensemble,
-                   batch_size=batch_size, seed=seed, device=device, bands=bands, ema=ema,
-                   trust_checkpoint=trust_checkpoint, command_line=["specprobe", *sys.argv[1:]],
-                   timestamp=not no_timestamp, threads=threads, other_params=other_params, moment_elements=moments,
-                   **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
-                   **_model_options(grid, scale_factor))
+    result = probe(checkpoint, settings=settings, options=options, data=data, device=device, threads=threads,
+                   command_line=["specprobe", *sys.argv[1:]], timestamp=not no_timestamp)
     if not _writes(world):
         return
     summary = summarise_sweep(result, configs)
@@ -576,18 +581,20 @@ def coupling(
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
+    options = _load_options(trust=trust_checkpoint, grid=grid, scale_factor=scale_factor,
+                            n_forward_steps=n_forward_steps, optimize_last_step_only=optimize_last_step_only,
+                            pushforward_steps=pushforward_steps)
     _start_world(device)
     ctx = RunContext.start(checkpoint, device=device, threads=threads)
     world = ctx.world
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
-    target = ctx.load(trust=trust_checkpoint, **_rollout_options(n_forward_steps, optimize_last_step_only, pushforward_steps),
-                      **_model_options(grid, scale_factor))
+    target = ctx.load(options)
     result = run_coupling(target, data=data, variants=[whitening], n_samples=n_samples, n_ensemble=n_ensemble,
                           batch_size=batch_size, seed=seed, n_bands=n_bands, shard=ctx.shard())
     synthetic = data is None and bool(target.describe().get("synthetic_data"))
     result["provenance"] = ctx.provenance(target, split="samples: batch index % world_size")
     result["provenance"].update({
-        "seed": seed, "n_samples": n_samples, "n_ensemble": n_ensemble, **_model_options(grid, scale_factor),
+        "seed": seed, "n_samples": n_samples, "n_ensemble": n_ensemble, **options.given(),
         "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
         "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"), "synthetic": synthetic}})
     if not _writes(world):
@@ -698,7 +705,7 @@ def lookahead(
     out_dir = prepare_out_dir(out) if world is None or world.is_writer else out
     result = json_safe(run(checkpoint, data=data, train_data=train_data, variants=variants, settings=settings,
                         n_train=n_train, n_eval=n_eval, device=device, threads=threads, workers=workers,
-                        cache_dir=cache_dir, trust_checkpoint=trust_checkpoint, ema=ema,
+                        cache_dir=cache_dir, options=_load_options(trust=trust_checkpoint, ema=ema),
                         train_time_stop=train_time_stop, eval_time_start=eval_time_start,
                         rollout_steps=rollout_steps, rule=rule, command_line=["specprobe", *sys.argv[1:]],
                         timestamp=not no_timestamp))

@@ -185,11 +185,11 @@ def test_unknown_layout_needs_degree_axis_overrides(tmp_path):
         load_fme_target(path)
     assert "--degree-axis" in str(info.value)
     overrides = {"*.weight.factors.factor_2": 0, "*.weight.factors.factor_[01]": None, "*.weight.weights": None}
-    target = load_fme_target(path, degree_axis_overrides=overrides)
+    target = load_fme_target(path, degree_axis=overrides)
     placed = {p.name: p.degree_axis for p in target.parameters() if p.per_degree}
     assert placed == {"module.blocks.0.filter.filter.weight.factors.factor_2": 0}
     with pytest.raises(CheckpointError, match="match no trainable parameter"):
-        load_fme_target(path, degree_axis_overrides={**overrides, "nothing.*": 1})
+        load_fme_target(path, degree_axis={**overrides, "nothing.*": 1})
     static = describe_fme_checkpoint(load_checkpoint_file(path), path)
     assert {p["name"].rsplit(".", 1)[-1] for p in static["unplaced_filter_parameters"]} == {"factor_0", "factor_1", "factor_2", "weights"}
     assert describe_fme_checkpoint(load_checkpoint_file(path), path)["file_kind"] == "per-epoch checkpoint"

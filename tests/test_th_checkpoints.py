@@ -372,9 +372,10 @@ def test_cli_probes_a_wrapped_state_dict_and_shows_the_inference(tmp_path, model
 
 def test_fme_options_and_th_options_stay_with_their_family(tmp_path, model):
     from specprobe.models import fme
+    from specprobe.models.options import LoadOptions
 
     with pytest.raises(CheckpointError, match="--grid apply to torch-harmonics state dicts"):
-        fme.load(tmp_path / "x.tar", {"stepper": {}}, grid="32x64")
+        fme.load(tmp_path / "x.tar", {"stepper": {}}, options=LoadOptions.from_kwargs(grid="32x64"))
     path = _save_form(model, "plain", tmp_path / "p.pt")
     with pytest.raises(CheckpointError, match="time_start apply to fme checkpoints only"):
         load_target(path, grid="32x64", time_start="2000-01-01")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from . import fme, th
+from .options import LoadOptions
 from .safe_load import check_readable_file, load_checkpoint_file
 
 # Order matters only for files two families could claim; the specprobe format is tagged, fme's has a
@@ -68,20 +69,48 @@ def detect_family(obj, path) -> str:
     return family_of(obj, path).NAME
 
 
-def describe_checkpoint(checkpoint=None, *, trust: bool = False, **options) -> dict:
+def describe_checkpoint(checkpoint=None, options: LoadOptions | None = None, **kwargs) -> dict:
     """``specprobe info``: what a checkpoint is, without building a model where avoidable.
 
-    options: family options such as ``grid``/``scale_factor`` (torch-harmonics state dicts); None = unset."""
+    Args:
+        checkpoint: a file, ``bundled[:NAME]``, or None (the bundled default).
+        options: how to read it (:class:`LoadOptions`); None builds one from ``kwargs``
+            (``grid=``, ``scale_factor=``, ``trust=``; None values are unset).
+
+    Returns:
+        {path, family, ...the family's description: grid, channels, spectral parameters, training}.
+    """
+    options = _options(options, kwargs)
     path = resolve_checkpoint(checkpoint)
-    obj = load_checkpoint_file(path, trust=trust)
+    obj = load_checkpoint_file(path, trust=options.trust)
     family = family_of(obj, path)
-    return {"path": str(path), "family": family.NAME, **family.describe_file(path, obj, trust=trust, **options)}
+    return {"path": str(path), "family": family.NAME, **family.describe_file(path, obj, options)}
 
 
-def load_target(checkpoint=None, *, device="cpu", trust: bool = False, ema: bool = False,
-                degree_axis_overrides: dict | None = None, **options):
-    """Build the :class:`ProbeTarget` for a checkpoint file (None: the bundled default)."""
+def load_target(checkpoint=None, options: LoadOptions | None = None, *, device="cpu", **kwargs):
+    """Build the :class:`~specprobe.models.base.ProbeTarget` for a checkpoint file.
+
+    Args:
+        checkpoint: a file, ``bundled[:NAME]``, or None (the bundled default).
+        options: how to load it (:class:`LoadOptions`); None builds one from ``kwargs``, e.g.
+            ``load_target(path, grid="64x128", ema=True)`` (see :meth:`LoadOptions.from_kwargs`).
+        device: a ``torch.device`` or its name.
+
+    Returns:
+        The family's target (torch-harmonics SFNO or fme stepper) on ``device``.
+
+    Raises:
+        CheckpointError: an unreadable or unknown file, or an option that does not apply to its family.
+    """
+    options = _options(options, kwargs)
     path = resolve_checkpoint(checkpoint)
-    obj = load_checkpoint_file(path, trust=trust)
-    return family_of(obj, path).load(path, obj, device=device, trust=trust, ema=ema,
-                                     degree_axis_overrides=degree_axis_overrides, **options)
+    obj = load_checkpoint_file(path, trust=options.trust)
+    return family_of(obj, path).load(path, obj, device=device, options=options)
+
+
+def _options(options: LoadOptions | None, kwargs: dict) -> LoadOptions:
+    if options is None:
+        return LoadOptions.from_kwargs(**kwargs)
+    if kwargs:
+        raise TypeError(f"give options or keyword options ({', '.join(sorted(kwargs))}), not both")
+    return options

@@ -2,53 +2,67 @@
 
 from __future__ import annotations
 
-from ..spectral.predictability import DEFAULT_MIN_CHANGE, DEFAULT_R2_THRESHOLD
+from collections.abc import Callable
+from dataclasses import fields
+
+from ..models.options import LoadOptions
 from .context import RunContext, library_versions, sha256_of  # noqa: F401 - library_versions, sha256_of: public here too
-from .engine import DEFAULT_MOMENT_ELEMENTS, LossSettings, run_probe
+from .engine import run_probe
 from .result import ProbeResult
+from .settings import LossSettings, ProbeSettings
+
+_SETTINGS_FIELDS = {f.name for f in fields(ProbeSettings)}
+_LOSS_FIELDS = {f.name for f in fields(LossSettings)}
 
 
-def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
-          batch_size: int = 1, seed: int = 0, device: str = "auto", bands: str | None = None,
-          crps_weight: float = 0.0, energy_score_weight: float = 1.0, ema: bool = False,
-          trust_checkpoint: bool = False, degree_axis: dict | None = None, progress=None,
-          command_line: list[str] | None = None, timestamp: bool = True, threads: int | None = None,
-          other_params: str = "all", moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS,
-          distributed: bool = True, r2_threshold: float = DEFAULT_R2_THRESHOLD,
-          min_change: float = DEFAULT_MIN_CHANGE, **target_options) -> ProbeResult:
+def probe(checkpoint=None, *, settings: ProbeSettings | None = None, options: LoadOptions | None = None,
+          data=None, device: str = "auto", threads: int | None = None,
+          progress: Callable[[int, int], None] | None = None, command_line: list[str] | None = None,
+          timestamp: bool = True, distributed: bool = True, **kwargs) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.
 
-    checkpoint: a file (None: the bundled shallow-water SFNO); data: the family's data source
-    (None: the bundled held-out sample for the bundled model, else seeded synthetic fields on the model's
-    grid); variants: whitening settings besides the always-present baseline, e.g.
-    ``"per_sample:gamma=0.8,eps_frac=0.05"``.
-    target_options: family options. torch-harmonics: ``grid="64x128:equiangular"``, ``scale_factor=2`` for a
-    state dict whose weights do not tell them. fme: ``n_forward_steps=K`` probes the loss of fme's K-step
-    training rollout (with ``optimize_last_step_only``, ``pushforward_steps``; default: the run's training
-    config), ``labels``, ``loss_weights``, ``time_start``, ``time_stop``.
+    Args:
+        checkpoint: a file, ``bundled[:NAME]``, or None (the bundled shallow-water SFNO).
+        settings: what to measure (:class:`~specprobe.probing.settings.ProbeSettings`); None builds it
+            from ``kwargs``: ``variants`` (whitening settings besides the always-present baseline, e.g.
+            ``"per_sample:gamma=0.8,eps_frac=0.05"``), ``n_samples`` (8), ``n_ensemble`` (2), ``batch_size``,
+            ``seed``, ``bands``, ``crps_weight``, ``energy_score_weight``, ``other_params``,
+            ``moment_elements`` (per-element second moments at a seeded sample of this many columns per
+            degree; None: everywhere, exact), ``r2_threshold`` and ``min_change`` (when a degree counts
+            as noise-dominated: ``result.predictability``).
+        options: how to load the checkpoint (:class:`~specprobe.models.options.LoadOptions`); None builds
+            it from ``kwargs``: ``trust_checkpoint``, ``ema``, ``degree_axis``; torch-harmonics state dicts:
+            ``grid="64x128:equiangular"``, ``scale_factor=2``; fme: ``n_forward_steps=K`` (the loss of
+            fme's K-step training rollout, with ``optimize_last_step_only``, ``pushforward_steps``; default:
+            the run's training config), ``labels``, ``loss_weights``, ``time_start``, ``time_stop``.
+        data: the family's data source (None: the bundled held-out sample for the bundled model, else
+            seeded synthetic fields on the model's grid).
+        device: ``auto`` (the GPU when present; ``$SPECPROBE_DEVICE`` overrides), ``cpu``, ``cuda[:i]``.
+        threads: CPU threads (default: the idle cores).
+        progress: called as ``progress(samples_done, n_samples)``.
+        command_line: recorded in the provenance (default: ``sys.argv``).
+        timestamp: False is the reproducible mode: no time or timings, one CPU thread unless ``threads``.
+        distributed: under torchrun (True, the default) the samples are split over the ranks and every
+            rank returns the same result, that of all samples; False probes all samples in this process
+            (a series gives each rank whole checkpoints).
+        **kwargs: fields of ``settings`` or ``options``, where those are None.
 
-    moment_elements: per-degree parameters with more elements per degree keep per-element second
-    moments (GSNR, Adam step) at a seeded sample of this many columns, with standard errors in the
-    result; None keeps them everywhere (exact; 16 more bytes per element per variant).
+    Returns:
+        The :class:`~specprobe.probing.result.ProbeResult`, with its provenance (checkpoint sha256,
+        library versions, options); ``specprobe.load_result(result)`` reads it as tables and figures.
 
-    r2_threshold, min_change: a degree is noise-dominated when the model's R2 of the change there is below
-    ``r2_threshold`` and the change is at least ``min_change`` of the state's power (result.predictability).
-
-    Under torchrun (``distributed=True``, the default) the samples are split over the ranks and
-    every rank returns the same result, that of all samples; ``distributed=False`` probes all
-    samples in this process (a series gives each rank whole checkpoints).
+    Raises:
+        ValueError, SpecprobeError: a bad setting or option (before any checkpoint is read where it can be),
+            an unreadable checkpoint, or data the model cannot take.
     """
     import torch
 
+    settings, options = _settings_and_options(settings, options, kwargs)
     ctx = RunContext.start(checkpoint, device=device, threads=threads, timestamp=timestamp)
     shard = ctx.shard() if distributed else None
-    loss = LossSettings(crps_weight=crps_weight, energy_score_weight=energy_score_weight)
-    torch.manual_seed(seed)
-    target = ctx.load(trust=trust_checkpoint, ema=ema, degree_axis_overrides=degree_axis, **target_options)
-    result = run_probe(target, data=data, variants=variants, n_samples=n_samples, n_ensemble=n_ensemble,
-                       batch_size=batch_size, seed=seed, bands=bands, loss=loss, progress=progress,
-                       other_params=other_params, shard=shard, moment_elements=moment_elements,
-                       r2_threshold=r2_threshold, min_change=min_change)
+    torch.manual_seed(settings.seed)
+    target = ctx.load(options)
+    result = run_probe(target, settings, data=data, progress=progress, shard=shard)
     adam = getattr(target, "adam_by_l", None)
     if adam is not None:
         result.adam_by_l = adam() or {}
@@ -56,19 +70,34 @@ def probe(checkpoint=None, *, data=None, variants=("per_sample",), n_samples: in
     split = None
     if ctx.world is not None:
         split = "samples: batch index % world_size" if shard is not None else f"checkpoints (this one on rank {ctx.world.rank})"
-    result.provenance.update(ctx.provenance(target, ema=ema, command_line=command_line, split=split))
+    result.provenance.update(ctx.provenance(target, ema=options.ema, command_line=command_line, split=split))
     result.provenance.update({
         "data": {"source": "synthetic" if synthetic else "bundled/default" if data is None else str(data),
                  "synthetic": synthetic},
-        "options": {"variants": result.variant_names, "n_samples": n_samples, "n_ensemble": n_ensemble,
-                    "batch_size": batch_size, "bands": bands or "default", "device_requested": device,
-                    "cpu_threads": ctx.threads, "other_params": other_params,
-                    "moment_elements": moment_elements if moment_elements is not None else "all",
-                    "r2_threshold": r2_threshold, "min_change": min_change,
-                    **{k: v for k, v in target_options.items() if v is not None}},
-        "seed": seed,
+        "options": {**settings.provenance(), "device_requested": device, "cpu_threads": ctx.threads,
+                    **options.given()},
+        "seed": settings.seed,
         "rollout": target.rollout.describe() if hasattr(target, "rollout") else {"n_forward_steps": 1},
     })
     if not timestamp:
         result.provenance.pop("elapsed_s", None)
     return result
+
+
+def _settings_and_options(settings, options, kwargs: dict) -> tuple[ProbeSettings, LoadOptions]:
+    """Split flat keyword arguments into the two objects (each validated once, before any loading)."""
+    own = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTINGS_FIELDS or k in _LOSS_FIELDS}
+    if settings is None:
+        loss = {k: own.pop(k) for k in list(own) if k in _LOSS_FIELDS}
+        if loss:
+            if "loss" in own:
+                raise TypeError(f"probe: give loss or {', '.join(sorted(loss))}, not both")
+            own["loss"] = LossSettings(**loss)
+        settings = ProbeSettings(**own)
+    elif own:
+        raise TypeError(f"probe: give settings or its fields ({', '.join(sorted(own))}), not both")
+    if options is None:
+        options = LoadOptions.from_kwargs(**kwargs)
+    elif kwargs:
+        raise TypeError(f"probe: give options or its fields ({', '.join(sorted(kwargs))}), not both")
+    return settings, options

@@ -86,11 +86,18 @@ class RunContext:
             self.threads = configure_cpu_threads(threads, processes=processes)
         return self.threads
 
-    def load(self, *, trust: bool = False, ema: bool = False, **target_options):
-        """The checkpoint's :class:`~specprobe.models.base.ProbeTarget` on this context's device."""
+    def load(self, options=None):
+        """The checkpoint's :class:`~specprobe.models.base.ProbeTarget` on this context's device.
+
+        Args:
+            options: :class:`~specprobe.models.options.LoadOptions` (None: the defaults).
+
+        Returns:
+            The family's target, on :attr:`device`.
+        """
         from ..models.registry import load_target
 
-        return load_target(self.path, device=self.device, trust=trust, ema=ema, **target_options)
+        return load_target(self.path, options, device=self.device)
 
     def shard(self):
         """This rank's share of a loop (None in one process)."""
@@ -104,8 +111,20 @@ class RunContext:
 
         return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
 
-    def provenance(self, target, *, ema: bool = False, command_line=None, split: str | None = None) -> dict:
-        """The provenance every result file carries; ``split``: how a distributed run divided the work."""
+    def provenance(self, target, *, ema: bool = False, command_line: list[str] | None = None,
+                   split: str | None = None) -> dict:
+        """The provenance every result file carries.
+
+        Args:
+            target: the loaded target (its ``describe()`` and ``family``).
+            ema: whether the EMA weights were loaded.
+            command_line: recorded as given (default: ``sys.argv``).
+            split: how a distributed run divided the work (recorded only under torchrun).
+
+        Returns:
+            {checkpoint: {path, sha256, size_bytes, family, format, ema, bundled_default}, model, device,
+            cpu_threads, library_versions, command_line, [distributed], [utc_time]}.
+        """
         describe = target.describe()
         path = Path(self.path)
         prov = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spectral import WhiteningConfig, bin_by_degree, energy_score, to_spectral, weighted_loss_terms
+from ..spectral import WhiteningConfig, bin_by_degree, energy_score, parse_variants, to_spectral, weighted_loss_terms
 from .accumulate import rss
-from .engine import as_variants, loss_steps
+from .engine import loss_steps
 
 SCHEMA = "specprobe.coupling/1"
 
@@ -34,7 +34,7 @@ def coupling_gradients(target, *, data=None, variants=("per_sample",), n_samples
     """
     import torch
 
-    configs: list[WhiteningConfig] = as_variants(variants)
+    configs: list[WhiteningConfig] = parse_variants(variants)
     params = [p for p in target.parameters() if p.per_degree]
     n_degrees = max(p.n_degrees for p in params)
     bands = loss_bands(n_degrees, n_bands)

@@ -34,8 +34,6 @@ from ..spectral.predictability import (
     CONVENTIONS as PREDICTABILITY_CONVENTIONS,
 )
 from ..spectral.predictability import (
-    DEFAULT_MIN_CHANGE,
-    DEFAULT_R2_THRESHOLD,
     SUM_KEYS,
     Predictability,
     band_r2,
@@ -43,34 +41,12 @@ from ..spectral.predictability import (
     weight_share,
 )
 from ..spectral.stats import band_mean
-from ..spectral.whitening import parse_variants as as_variants  # noqa: F401 - the engine's name for it
 from .accumulate import GradientMoments, SampleCollector, percentile_summary, rss
 from .memory import GraphSizer, check_fits
 from .optstats import band_summary, optimizer_settings_of, optimizer_view
 from .result import ProbeResult
+from .settings import DEFAULT_MOMENT_ELEMENTS, LossSettings, ProbeSettings  # noqa: F401 - public here too
 from .sampling import ElementSample, StratifiedMean
-
-# Elements per degree and parameter that keep a per-element second moment (GSNR, Adam step). Larger
-# parameters keep it at a seeded sample of this many columns and report standard errors; the bundled
-# model (512 per degree) and the test fixtures stay exact. At ACE scale (embed 256: 131 072 per degree)
-# this cuts a variant's accumulators from 8 to ~4.1 bytes per element (benchmarks/RESULTS.md).
-DEFAULT_MOMENT_ELEMENTS = 4096
-
-
-@dataclass(frozen=True)
-class LossSettings:
-    """The probed loss: ``crps_weight * CRPS + energy_score_weight * ES(whitening)`` (fme EnsembleLoss)."""
-
-    crps_weight: float = 0.0
-    energy_score_weight: float = 1.0
-    crps_alpha: float = 1.0
-
-    def __post_init__(self):
-        if self.crps_weight < 0 or self.energy_score_weight <= 0:
-            raise ValueError(
-                f"crps_weight >= 0 and energy_score_weight > 0 expected, got {self.crps_weight}, {self.energy_score_weight}"
-            )
-
 
 AUTO_DEVICE_ENV = "SPECPROBE_DEVICE"
 
@@ -129,38 +105,40 @@ def configure_cpu_threads(threads: int | None = None, *, processes: int = 1) -> 
     return n
 
 
-def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8, n_ensemble: int = 2,
-              batch_size: int = 1, seed: int = 0, bands: str | None = None, loss: LossSettings = LossSettings(),
-              progress: Callable[[int, int], None] | None = None, other_params: str = "all",
-              shard=None, moment_elements: int | None = DEFAULT_MOMENT_ELEMENTS,
-              r2_threshold: float = DEFAULT_R2_THRESHOLD, min_change: float = DEFAULT_MIN_CHANGE) -> ProbeResult:
-    """Probe a loaded :class:`ProbeTarget`. See :func:`probe` for the file-level entry point.
+def run_probe(target, settings: ProbeSettings | None = None, *, data=None,
+              progress: Callable[[int, int], None] | None = None, shard=None, **fields) -> ProbeResult:
+    """Probe a loaded :class:`~specprobe.models.base.ProbeTarget`: per-degree gradient statistics of
+    the baseline and each whitened loss. :func:`specprobe.probe` is the file-level entry point.
 
-    other_params: which variants also take gradients of the non-spectral parameters (reported as
-    ``other_params`` norms): "all" (default), "baseline", or "none". Skipping them makes each
-    backward 22-30% cheaper (benchmarks/RESULTS.md); per-degree results are unchanged.
-    moment_elements: per-degree parameters with more elements per degree than this keep the
-    per-element second moment (GSNR, steady-state Adam step) at a seeded sample of that many columns
-    (the same at every degree and in every variant); None keeps it everywhere (exact, 16 more bytes per
-    element per variant: a float64 Welford pair). Means, gradient norms, cosines and switch steps are always exact.
-    r2_threshold, min_change: when a degree counts as noise-dominated (specprobe.spectral.predictability):
-    R2 below ``r2_threshold`` and the target's change at least ``min_change`` of the state's power there.
-    ``shard`` (distributed runs, :class:`specprobe.probing.distributed.Shard`): this process probes
-    only the batches ``shard.takes(batch_index)`` accepts, then ``shard.reduce_probe`` sums the
-    accumulators over processes, so the summary is that of all batches.
+    Args:
+        target: the loaded model (``specprobe.models.registry.load_target``).
+        settings: what to measure; None builds one from ``fields`` (``run_probe(target, n_samples=4)``),
+            so the keyword form and the object are the same thing, validated in one place.
+        data: the family's data source; None: its default (the bundled sample, or synthetic fields).
+        progress: called as ``progress(samples_done, n_samples)`` after each batch.
+        shard: in distributed runs (:class:`specprobe.probing.distributed.Shard`), this process probes
+            only the batches ``shard.takes(batch_index)`` accepts, then ``shard.reduce_probe`` sums the
+            accumulators over processes, so the summary is that of all batches.
+        **fields: :class:`ProbeSettings` fields, when ``settings`` is None.
+
+    Returns:
+        The :class:`ProbeResult` (per-degree gradients, GSNR, whitening factors, optimizer view, ...).
+        Means, gradient norms, cosines and switch steps are exact; second moments are sampled as
+        ``settings.moment_elements`` says (the same elements at every degree and in every variant).
+
+    Raises:
+        ValueError: a settings field out of range (or both ``settings`` and ``fields`` given).
+        SpecprobeError: a model without per-degree parameters, or with NaN/Inf weights.
     """
     import torch
 
-    if other_params not in ("all", "baseline", "none"):
-        raise ValueError(f"other_params: expected 'all', 'baseline' or 'none', got {other_params!r}")
-
-    checks = [("n_samples", n_samples, 1), ("n_ensemble", n_ensemble, 1), ("batch_size", batch_size, 1)]
-    if moment_elements is not None:
-        checks.append(("moment_elements", moment_elements, 2))
-    for name, value, lo in checks:
-        if not isinstance(value, int) or value < lo:
-            raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
-    configs = as_variants(variants)
+    if settings is None:
+        settings = ProbeSettings(**fields)
+    elif fields:
+        raise ValueError(f"run_probe: give settings or fields ({', '.join(sorted(fields))}), not both")
+    configs = settings.configs
+    n_samples, n_ensemble, batch_size, seed = settings.n_samples, settings.n_ensemble, settings.batch_size, settings.seed
+    loss, other_params, moment_elements = settings.loss, settings.other_params, settings.moment_elements
     params = target.parameters()
     spectral_params = [p for p in params if p.per_degree]
     if not spectral_params:
@@ -170,7 +148,7 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise SpecprobeError(f"the checkpoint has NaN or Inf weights in {shown}")
     n_degrees = max(p.n_degrees for p in spectral_params)
-    band_list = parse_bands(bands, n_degrees)
+    band_list = parse_bands(settings.bands, n_degrees)
     # Per variant, the indices of the parameters it differentiates (the others' accumulators stay empty).
     spectral_only = [i for i, p in enumerate(params) if p.per_degree]
     wanted = {c.name: list(range(len(params))) if other_params == "all" or (other_params == "baseline" and k == 0)
@@ -219,15 +197,16 @@ def run_probe(target, *, data=None, variants=("per_sample",), n_samples: int = 8
         n_done = shard.reduce_probe(acc, n_done)
 
     # Optimizer-aware statistics from the same moments: no extra backward pass.
-    settings = optimizer_settings_of(target)
+    optimizer = optimizer_settings_of(target)
     state_of = getattr(target, "optimizer_state", None)
-    state = state_of() if state_of is not None and settings.adaptive else None
-    opt_view = optimizer_view(configs, params, moments, n_degrees, settings, state)
+    state = state_of() if state_of is not None and optimizer.adaptive else None
+    opt_view = optimizer_view(configs, params, moments, n_degrees, optimizer, state)
     return _summarise(target, configs, params, acc, n_done, band_list, n_degrees,
                       elapsed=time.perf_counter() - started, loss=loss, opt_view=opt_view,
                       sampling=_sampling_provenance(params, samples, moment_elements, seed),
                       predictability=_predictability(acc, configs, list(target.channel_names), band_list, n_ensemble,
-                                                     n_done, r2_threshold=r2_threshold, min_change=min_change,
+                                                     n_done, r2_threshold=settings.r2_threshold,
+                                                     min_change=settings.min_change,
                                                      reference=getattr(target, "persistence", None) is not None))
 
 

@@ -39,7 +39,7 @@ from ..spectral import (
     parse_bands,
     to_spectral,
 )
-from .engine import as_variants
+from ..spectral.whitening import parse_variants
 from .recommend import JUDGEMENT_RULE, Rule, add_recommendation, threshold_text
 
 SCHEMA = "specprobe.lookahead/1"
@@ -126,7 +126,7 @@ def sweep_variants(gammas=None, eps_fracs=None, whitening=()) -> list[WhiteningC
                 continue
             for e in es:
                 grid.append(WhiteningConfig("per_sample", exponent=float(g), eps_frac=float(e)))
-    return as_variants(list(grid) + list(whitening))[1:] if (grid or whitening) else []
+    return parse_variants(list(grid) + list(whitening))[1:] if (grid or whitening) else []
 
 
 # ------------------------------------------------------------------ recipe: loss and optimizer
@@ -448,7 +448,7 @@ def run_lookahead(target, train_pool, eval_pool, *, variants=("per_sample",), se
     s = settings
     if eval_steps is not None:
         s = replace(s, eval_steps=tuple(k for k in eval_steps if 0 < k <= s.steps))
-    configs = as_variants(variants)
+    configs = parse_variants(variants)
     n_checked = check_disjoint(train_pool, eval_pool)
     recipe = target.training_recipe()
     loss = resolve_loss(recipe.get("loss"), s)
@@ -744,7 +744,7 @@ def _worker_main(job: dict, tasks, results):
 
         torch.set_num_threads(job["threads"])
         torch.manual_seed(job["settings"]["seed"])
-        target = load_target(job["checkpoint"], device=torch.device(job["device"]), trust=job["trust"], ema=job["ema"])
+        target = load_target(job["checkpoint"], job["options"], device=torch.device(job["device"]))
         train_pool, eval_pool = target.lookahead_pools(job["data"], job["train_data"], **job["pool_kwargs"])
         if _pools_digest(train_pool, eval_pool) != job["digest"]:
             raise SpecprobeError("a worker process read other training/evaluation pairs than the main process "
@@ -791,7 +791,7 @@ def default_workers(device_type: str, n_runs: int, distributed: bool) -> int:
 def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
               settings: LookaheadSettings = LookaheadSettings(), n_train: int | None = None, n_eval: int | None = None,
               device: str = "auto", threads: int | None = None, workers: int | None = None, cache_dir=None,
-              trust_checkpoint: bool = False, ema: bool = False, train_time_stop=None, eval_time_start=None,
+              options=None, train_time_stop=None, eval_time_start=None,
               rollout_steps: int | None = None, rule: Rule | None = None, command_line=None, timestamp: bool = True,
               progress=None) -> dict:
     """Load a checkpoint (None: the bundled model), build its data pools, run the sweep, add provenance.
@@ -800,7 +800,8 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
     ``workers``: processes that share the arms (None: one per CPU core, 1 on a GPU or under
     torchrun); ``threads``: CPU threads per process (None: the idle cores shared by the processes;
     1 when ``timestamp`` is False, the reproducible mode). ``rollout_steps``: roll out the checkpoint
-    and every arm this many steps (None: RolloutSettings' default; 0: no rollout)."""
+    and every arm this many steps (None: RolloutSettings' default; 0: no rollout). ``options``: how to
+    load the checkpoint (:class:`~specprobe.models.options.LoadOptions`: ``trust``, ``ema``; None: defaults)."""
     import os
 
     import torch
@@ -809,7 +810,7 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
 
     if variants is None:
         variants = sweep_variants(DEFAULT_GAMMAS)
-    configs = as_variants(variants)  # parse errors before any loading
+    configs = parse_variants(variants)  # parse errors before any loading
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers: expected an integer >= 1, got {workers!r}")
     if rollout_steps is not None and (isinstance(rollout_steps, bool) or not isinstance(rollout_steps, int)
@@ -826,7 +827,11 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
     n_threads = ctx.share_cores(threads, world.local_size if world is not None else n_workers)
     path = ctx.path
     torch.manual_seed(settings.seed)
-    target = ctx.load(trust=trust_checkpoint, ema=ema)
+    if options is None:
+        from ..models.options import LoadOptions
+
+        options = LoadOptions()
+    target = ctx.load(options)
     if not hasattr(target, "lookahead_pools"):
         raise SpecprobeError(f"{path}: the {target.family} adapter cannot fine-tune (no training data source)")
     resolve_lr(target, target.training_recipe().get("optimizer"), settings)  # a refused lr fails before any data
@@ -845,7 +850,7 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
     data_s = time.perf_counter() - t0
     pool = None
     if n_workers > 1:
-        spec = {"checkpoint": str(path), "device": "cpu", "trust": trust_checkpoint, "ema": ema, "data": data,
+        spec = {"checkpoint": str(path), "device": "cpu", "options": options, "data": data,
                 "train_data": train_data, "pool_kwargs": pool_kwargs, "rollout": rollout_spec}
         pool = WorkerPool(n_workers, n_threads or 1, spec, _pools_digest(train_pool, eval_pool))
     try:
@@ -857,7 +862,7 @@ def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
             pool.close()
     if rollout_note:
         result["rollout_note"] = rollout_note
-    result["provenance"] = ctx.provenance(target, ema=ema, command_line=command_line,
+    result["provenance"] = ctx.provenance(target, ema=options.ema, command_line=command_line,
                                           split="arms: arm i on rank i % world_size")
     result["provenance"].update({
         "training_recipe_used": {"loss": result["loss"], "optimizer": result["optimizer"]},

@@ -2,6 +2,7 @@
 
     describe.py  what a checkpoint is, without importing fme (``info``)
     layouts.py   where l sits in each fme filter parameter
+    options.py   FmeOptions: loss, data and rollout options instead of the run's training config
     sources.py   what --data names, as fme's own data config (netCDF, zarr, YAML, config:train)
     data.py      samples read by fme's dataset code, or synthetic fields
     quiet.py     drops fme's import-time earth2grid notice (installed on import of this package)
@@ -28,32 +29,30 @@ def claims(obj, path) -> bool:
     return is_fme_checkpoint(obj)
 
 
-# torch-harmonics state-dict options: an fme checkpoint declares its grid itself.
-_TH_ONLY = {"grid": "--grid", "scale_factor": "--scale-factor"}
-
-
-def _refuse_th_options(path, options: dict) -> dict:
+def _refuse_th_options(path, options) -> None:
+    """An fme checkpoint declares its grid: ``--grid`` / ``--scale-factor`` are errors here, not ignored."""
     from ...errors import CheckpointError
+    from ..th.options import FLAGS
 
-    given = [flag for key, flag in _TH_ONLY.items() if options.get(key) is not None]
+    given = [FLAGS[name] for name in options.th.given()]
     if given:
         raise CheckpointError(f"{path}: {', '.join(given)} apply to torch-harmonics state dicts; an fme checkpoint "
                               "declares its grid")
-    return {k: v for k, v in options.items() if k not in _TH_ONLY}
 
 
-def describe_file(path, obj, *, trust: bool = False, **options) -> dict:
+def describe_file(path, obj, options) -> dict:
+    """``specprobe info`` for an fme checkpoint (``options``: :class:`~specprobe.models.options.LoadOptions`)."""
     from .describe import describe_fme_checkpoint
 
     _refuse_th_options(path, options)
     return describe_fme_checkpoint(obj, path)
 
 
-def load(path, obj, *, device="cpu", trust: bool = False, ema: bool = False,
-         degree_axis_overrides: dict | None = None, **options):
+def load(path, obj, *, device="cpu", options):
+    """The :class:`~specprobe.models.fme.adapter.FmeTarget` of a safely loaded fme checkpoint ``obj``.
+
+    ``options``: :class:`~specprobe.models.options.LoadOptions`; its ``fme`` part goes to the target."""
     from .adapter import load_fme_target
 
-    options = _refuse_th_options(path, options)
-
-    return load_fme_target(path, device=device, ema=ema, trust=trust, obj=obj,
-                           degree_axis_overrides=degree_axis_overrides, **options)
+    _refuse_th_options(path, options)
+    return load_fme_target(path, options.fme, device=device, ema=options.ema, trust=options.trust, obj=obj)

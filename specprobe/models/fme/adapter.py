@@ -32,6 +32,7 @@ from .describe import (  # noqa: F401 - re-exported entry points for the registr
     is_fme_checkpoint,
     single_module_config,
 )
+from .options import FmeOptions
 from .training_config import training_loss_config
 
 FME_MISSING = "fme checkpoints need the fme extra: pip install 'specprobe[fme]' (fme==2026.10.0)"
@@ -44,38 +45,42 @@ def _require_fme():
         raise SpecprobeError(FME_MISSING) from e
 
 
-def load_fme_target(path, *, device="cpu", ema: bool = False, trust: bool = False,
-                    degree_axis_overrides: Mapping[str, int] | None = None, crps_weight: float = 0.0,
-                    energy_score_weight: float = 1.0, loss_weights: Mapping[str, float] | None = None,
-                    labels: list[str] | None = None, time_start=None, time_stop=None, obj=None,
-                    n_forward_steps: int | None = None, optimize_last_step_only: bool | None = None,
-                    pushforward_steps: int | None = None) -> "FmeTarget":
+def load_fme_target(path, options: FmeOptions | None = None, *, device="cpu", ema: bool = False, trust: bool = False,
+                    obj=None, **fields) -> "FmeTarget":
     """Load an fme trainer checkpoint (``ckpt.tar``, ``best_ckpt.tar``, ``best_inference_ckpt.tar``,
     ``ckpt_NNNN.tar``; current or legacy format) as a :class:`FmeTarget`.
 
-    ema: use the EMA weights (``ema.ema_params``; only ``ckpt.tar`` has them) -- error if absent.
-    crps_weight, energy_score_weight: the fme ``EnsembleLoss`` that :meth:`FmeTarget.fme_step_loss`
-    builds (a cross-check oracle; the probe computes its own losses from :meth:`FmeTarget.forward`).
-    loss_weights: per-variable loss weights; default: the training config's ``loss.weights`` (legacy
-    checkpoints store it; current ones via ``<experiment_dir>/config.yaml``), else none.
-    labels: dataset labels active for every sample of a conditional model (default: none, fme's
-    all-zero label vector; a data config's own ``labels`` otherwise). time_start/time_stop: default time
-    window for real data (fme's ``subset`` by initial time).
-    n_forward_steps, optimize_last_step_only, pushforward_steps: the training rollout the loss covers
-    (fme ``TrainStepperConfig``); default: what the training config recorded (``info``), else 1 step.
-    obj: the already safely loaded file (the registry reads each file once).
+    Args:
+        path: the checkpoint file.
+        options: loss, data and rollout options (:class:`FmeOptions`); None builds one from ``fields``,
+            e.g. ``load_fme_target(path, n_forward_steps=3, labels=["cm4"])``. Unset options follow
+            the run's training config (``loss.weights``, rollout; legacy checkpoints store it, current
+            ones through ``<experiment_dir>/config.yaml``).
+        device: a ``torch.device`` or its name (cpu or cuda).
+        ema: use the EMA weights (``ema.ema_params``; only ``ckpt.tar`` has them).
+        trust: allow full unpickling (only for files you made).
+        obj: the already safely loaded file (the registry reads each file once).
+        **fields: :class:`FmeOptions` fields, when ``options`` is None.
+
+    Returns:
+        The :class:`FmeTarget`: fme's own stepper, in train mode at the checkpoint's epoch.
+
+    Raises:
+        CheckpointError: not an fme checkpoint, a stepper fme cannot rebuild, no EMA weights with ``ema``,
+            or options the checkpoint contradicts. SpecprobeError: fme is not installed.
     """
     from ..safe_load import load_checkpoint_file
 
+    if options is None:
+        options = FmeOptions(**fields)
+    elif fields:
+        raise TypeError(f"load_fme_target: give options or fields ({', '.join(sorted(fields))}), not both")
     if obj is None:
         obj = load_checkpoint_file(path, trust=trust)
     if not is_fme_checkpoint(obj):
         raise CheckpointError(f"{path}: not an fme checkpoint (expected stepper.config and weights)")
     _require_fme()
-    return FmeTarget(obj, path, device=device, ema=ema, overrides=degree_axis_overrides, crps_weight=crps_weight,
-                     energy_score_weight=energy_score_weight, loss_weights=loss_weights, labels=labels,
-                     time_start=time_start, time_stop=time_stop, n_forward_steps=n_forward_steps,
-                     optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps)
+    return FmeTarget(obj, path, device=device, ema=ema, options=options)
 
 
 def _device_context(device):
@@ -112,9 +117,7 @@ class FmeTarget:
     family = "fme"
     loss_grid = "legendre-gauss"  # fme's EnsembleLoss SHT: LatLonOperations default grid
 
-    def __init__(self, obj, path, *, device="cpu", ema=False, overrides=None, crps_weight=0.0,
-                 energy_score_weight=1.0, loss_weights=None, labels=None, time_start=None, time_stop=None,
-                 n_forward_steps=None, optimize_last_step_only=None, pushforward_steps=None):
+    def __init__(self, obj, path, *, device="cpu", ema: bool = False, options: FmeOptions = FmeOptions()):
         import torch
 
         _fme_runs_whole_on_each_rank()
@@ -130,9 +133,10 @@ class FmeTarget:
 
         # the network's four transforms, the loss SHT and the synthetic-data ISHT, before fme allocates any
         check_grid_fits(grid["nlat"], grid["nlon"], n_transforms=6, device=self.device, what=str(path))
-        self.crps_weight, self.energy_score_weight = float(crps_weight), float(energy_score_weight)
-        self.labels = list(labels) if labels else []
-        self.time_start, self.time_stop = time_start, time_stop
+        self.options = options
+        self.crps_weight, self.energy_score_weight = float(options.crps_weight), float(options.energy_score_weight)
+        self.labels = list(options.labels) if options.labels else []
+        self.time_start, self.time_stop = options.time_start, options.time_stop
         self._last_source = None
         with self._ctx():
             self.stepper = self._build_stepper(ema)
@@ -153,9 +157,9 @@ class FmeTarget:
         self.data_grid = (infer_grid_from_latitudes(grid.get("lat"))
                           or single_module_config(obj).get("builder", {}).get("config", {}).get("data_grid", "legendre-gauss"))
         self.loss_config, self.loss_config_source = training_loss_config(obj, path)
-        self.loss_weights = self._resolve_weights(loss_weights)
-        self.rollout = self._resolve_rollout(n_forward_steps, optimize_last_step_only, pushforward_steps)
-        self._params = self._spectral_params(overrides)
+        self.loss_weights = self._resolve_weights(options.loss_weights)
+        self.rollout = self._resolve_rollout(options)
+        self._params = self._spectral_params(options.degree_axis)
         self._step_losses = {}
 
     # -------------------------------------------------------------- loading
@@ -194,14 +198,15 @@ class FmeTarget:
             raise CheckpointError(f"{self.path}: loss weights for {unknown}, which are not loss channels {self.channel_names}")
         return {k: float(v) for k, v in weights.items()}
 
-    def _resolve_rollout(self, n_forward_steps, optimize_last_step_only, pushforward_steps):
+    def _resolve_rollout(self, options: FmeOptions):
         from .rollout import resolve_rollout
 
         if self.stepper.n_ic_timesteps != 1:
             raise CheckpointError(f"{self.path}: {self.stepper.n_ic_timesteps} initial-condition times; "
                                   "specprobe probes one-time initial conditions only")
-        return resolve_rollout(self._obj, self.path, n_forward_steps=n_forward_steps,
-                               optimize_last_step_only=optimize_last_step_only, pushforward_steps=pushforward_steps)
+        return resolve_rollout(self._obj, self.path, n_forward_steps=options.n_forward_steps,
+                               optimize_last_step_only=options.optimize_last_step_only,
+                               pushforward_steps=options.pushforward_steps)
 
     def named_modules(self):
         """(name prefix, torch module) in fme's optimizer order (``stepper.modules``)."""

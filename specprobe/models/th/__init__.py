@@ -4,6 +4,7 @@
     checkpoint.py  read and validate a file -> CheckpointSpec; build the model
     statedict.py   find the SFNO state dict in a file (wrappers, Lightning, prefixes); refuse other models
     infer.py       constructor arguments from the weights, plus --grid / --scale-factor
+    options.py     THOptions: --grid / --scale-factor, validated
     model.py       StochasticSFNO: noise channels -> ensemble, as fme trains
     data.py        the ``specprobe.th-sfno-data`` held-out sample format
     target.py      THSFNOTarget, the torch-harmonics ProbeTarget
@@ -28,21 +29,25 @@ def claims(obj, path) -> bool:
     return is_th_checkpoint(obj) or find_sfno_state_dict(obj, path) is not None
 
 
-def describe_file(path, obj, *, trust: bool = False, **options) -> dict:
-    return load(path, obj, trust=trust, **options).describe()
+def describe_file(path, obj, options) -> dict:
+    """``specprobe info`` for a torch-harmonics SFNO file (``options``: :class:`~specprobe.models.options.LoadOptions`)."""
+    return load(path, obj, options=options).describe()
 
 
-def load(path, obj, *, device="cpu", trust: bool = False, ema: bool = False,
-         degree_axis_overrides: dict | None = None, grid=None, scale_factor=None, **options):
-    """grid (``"NLATxNLON[:type]"``), scale_factor: for a state dict whose weights do not tell them."""
+def load(path, obj, *, device="cpu", options):
+    """The :class:`~specprobe.models.th.target.THSFNOTarget` of a safely loaded file ``obj``.
+
+    ``options``: :class:`~specprobe.models.options.LoadOptions`; its ``th`` part (``grid``, ``scale_factor``)
+    supplies what a state dict's weights do not tell. fme-only options are one-line errors, not ignored."""
     from .checkpoint import load_th_target
 
-    if ema:
+    if options.ema:
         raise CheckpointError(f"{path}: --ema: torch-harmonics SFNO files carry no EMA weights")
-    if degree_axis_overrides:
+    fme_given = options.fme.given()
+    if fme_given.pop("degree_axis", None):
         raise CheckpointError(f"{path}: --degree-axis applies to fme checkpoints; this torch-harmonics SFNO's "
                               "degree axes are known (global_conv.weight, axis 2)")
-    options = {k: v for k, v in options.items() if v is not None}
-    if options:
-        raise CheckpointError(f"{path}: option(s) {', '.join(sorted(options))} apply to fme checkpoints only")
-    return load_th_target(path, device=device, trust=trust, obj=obj, grid=grid, scale_factor=scale_factor)
+    if fme_given:
+        raise CheckpointError(f"{path}: option(s) {', '.join(sorted(fme_given))} apply to fme checkpoints only")
+    return load_th_target(path, device=device, trust=options.trust, obj=obj, grid=options.th.grid,
+                          scale_factor=options.th.scale_factor)
