@@ -181,6 +181,31 @@ def _publish(view, out_dir: Path, nc_name: str, netcdf: bool, wandb_project: Opt
     return written
 
 
+def _emit(view, out_dir: Path, *, fmt: str, netcdf: bool, wandb_project: Optional[str], as_json: bool,
+          quiet: bool = False, before=(), after=(), wrote_also: str = "") -> None:
+    """The one output path of every command that writes a result: NAME.json (the view's file), its figures,
+    the optional NAME.nc and W&B run; then the JSON on stdout (``--json``) or the table and what was written."""
+    import json
+
+    from .report.files import write_json
+
+    payload = view.to_dict()
+    path = out_dir / view.file_name
+    write_json(path, payload)
+    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, Path(view.file_name).stem + ".nc", netcdf,
+                                                          wandb_project)
+    if as_json:
+        typer.echo(json.dumps(payload, indent=1))
+        return
+    console = _console(quiet)
+    for line in before:
+        console.print(line)
+    console.print(view.table())
+    for line in after:
+        console.print(line)
+    console.print(f"wrote {path}, " + ", ".join(map(str, written)) + wrote_also)
+
+
 def _moment_elements(text: str) -> int | None:
     """``--moment-elements N|all``: None keeps every element's second moment."""
     from .errors import SpecprobeError
@@ -322,13 +347,12 @@ def grad_by_l(
 
     CHECKPOINTS may name a bundled model: bundled (= bundled:swe, the default) or bundled:noisy."""
     from .probing.api import probe
-    from .report.files import prepare_out_dir, write_json
+    from .probing.settings import LossSettings, ProbeSettings
+    from .report.files import prepare_out_dir
     from .report.results import load_result
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
-    from .probing.settings import LossSettings, ProbeSettings
-
     # validated once, here: errors before any loading, and the engine takes the settings as they are
     settings = ProbeSettings(variants=tuple(whitening or ["per_sample"]), n_samples=n_samples, n_ensemble=n_ensemble,
                              batch_size=batch_size, seed=seed, bands=bands, other_params=other_params,
@@ -356,24 +380,12 @@ def grad_by_l(
             bar.stop()
     if not _writes(world):
         return
-    result_dict = result.to_dict()
-    write_json(out_dir / "result.json", result_dict)
-    view = load_result(result)
-    figures = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "result.nc", netcdf, wandb_project)
-    if as_json:
-        import json
-
-        typer.echo(json.dumps(result_dict, indent=1))
-        return
-    console = _console(quiet)
-    console.print(view.table())
-    console.print(f"wrote {out_dir / 'result.json'}, " + ", ".join(str(p) for p in figures))
+    _emit(load_result(result), out_dir, fmt=fmt, netcdf=netcdf, wandb_project=wandb_project, as_json=as_json,
+          quiet=quiet)
 
 
 def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_project, world):
     """Several checkpoints (or a directory of ckpt_NNNN.tar) on the same batches and seed."""
-    import json
-
     from .probing.series import probe_series, series_summary
     from .report.files import write_json
     from .report.results import SeriesResult, load_result
@@ -399,15 +411,8 @@ def _series(paths, out_dir, fmt, quiet, as_json, probe_kwargs, netcdf, wandb_pro
         for i, (path, result) in enumerate(items):
             write_one(i, path, result)
     summary = series_summary(items, result_files)
-    write_json(out_dir / "series.json", summary)
-    view = SeriesResult(summary, out_dir / "series.json")
-    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "series.nc", netcdf, wandb_project)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=1))
-        return
-    console = _console(quiet)
-    console.print(view.table())
-    console.print(f"wrote {out_dir / 'series.json'}, {', '.join(map(str, written))} and one result per checkpoint")
+    _emit(SeriesResult(summary, out_dir / "series.json"), out_dir, fmt=fmt, netcdf=netcdf, wandb_project=wandb_project,
+          as_json=as_json, quiet=quiet, wrote_also=" and one result per checkpoint")
 
 
 @app.command()
@@ -508,17 +513,14 @@ def sweep(
 
     Per band, with the optimizer view (Adam step ratio, direction cosine): what whitening does to the gradients. Which gamma to train with is the lookahead sweep's answer: `specprobe lookahead --gamma ...`.
     """  # noqa: E501 - one line: --help reflows it
-    import json
-
     from .probing.api import probe
+    from .probing.settings import ProbeSettings
     from .probing.sweep import parse_floats, summarise_sweep, sweep_configs
-    from .report.files import prepare_out_dir, write_json
+    from .report.files import prepare_out_dir
     from .report.results import SweepResult
 
     _check_format(fmt)
     _check_extras(netcdf, wandb_project)
-    from .probing.settings import ProbeSettings
-
     configs = sweep_configs(parse_floats(gamma, "--gamma"), parse_floats(eps_frac, "--eps-frac"))
     settings = ProbeSettings(variants=tuple(configs), n_samples=n_samples, n_ensemble=n_ensemble,
                              batch_size=batch_size, seed=seed, bands=bands, other_params=other_params,
@@ -533,17 +535,10 @@ def sweep(
     if not _writes(world):
         return
     summary = summarise_sweep(result, configs)
-    write_json(out_dir / "sweep.json", summary)
-    view = SweepResult(summary, out_dir / "sweep.json")
-    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "sweep.nc", netcdf, wandb_project)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=1))
-        return
-    console = _console()
-    console.print(view.table())
-    console.print("this is the gradient pre-screen (no training); for the decision -- which gamma to train with, at "
-                  f"what cost -- run the lookahead sweep: specprobe lookahead --gamma 0,{gamma}")
-    console.print(f"wrote {out_dir / 'sweep.json'}, " + ", ".join(map(str, written)))
+    _emit(SweepResult(summary, out_dir / "sweep.json"), out_dir, fmt=fmt, netcdf=netcdf, wandb_project=wandb_project,
+          as_json=as_json, after=["this is the gradient pre-screen (no training); for the decision -- which gamma to "
+                                  "train with, at what cost -- run the lookahead sweep: specprobe lookahead --gamma "
+                                  f"0,{gamma}"])
 
 
 @app.command()
@@ -572,11 +567,10 @@ def coupling(
     wandb_project: Optional[str] = _wandb_option(),
 ):
     """Loss-band x parameter-degree matrix: how much a small-scale loss reaches small-scale weights."""
-    import json
 
     from .probing.context import RunContext
     from .probing.coupling import run_coupling
-    from .report.files import prepare_out_dir, write_json
+    from .report.files import prepare_out_dir
     from .report.results import CouplingResult
 
     _check_format(fmt)
@@ -599,19 +593,10 @@ def coupling(
         "data": {"source": "synthetic" if synthetic else str(data or "bundled/default"), "synthetic": synthetic}})
     if not _writes(world):
         return
-    write_json(out_dir / "coupling.json", result)
-    view = CouplingResult(result, out_dir / "coupling.json")
-    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "coupling.nc", netcdf, wandb_project)
-    if as_json:
-        typer.echo(json.dumps(result, indent=1))
-        return
-    console = _console()
-    if synthetic:
-        from .report.tables import SYNTHETIC_HEADER
+    from .report.tables import SYNTHETIC_HEADER
 
-        console.print(SYNTHETIC_HEADER)
-    console.print(view.table())
-    console.print(f"wrote {out_dir / 'coupling.json'}, " + ", ".join(map(str, written)))
+    _emit(CouplingResult(result, out_dir / "coupling.json"), out_dir, fmt=fmt, netcdf=netcdf,
+          wandb_project=wandb_project, as_json=as_json, before=[SYNTHETIC_HEADER] if synthetic else [])
 
 
 @app.command()
@@ -677,14 +662,12 @@ def lookahead(
 
     Every arm (baseline, each gamma) fine-tunes the checkpoint N steps on the same batch orders, is scored per degree on held-out pairs and rolled out; each arm − baseline difference is judged against its paired noise, and a stated rule (--max-cost) recommends an arm. `specprobe sweep` is the gradient-only pre-screen.
     """  # noqa: E501 - one line: --help reflows it
-    import json
-
     from .probing.lookahead import DEFAULT_GAMMAS, LookaheadSettings, sweep_variants
     from .probing.lookahead import lookahead as run
     from .probing.recommend import Rule
     from .probing.result import json_safe
     from .probing.sweep import parse_floats
-    from .report.files import prepare_out_dir, write_json
+    from .report.files import prepare_out_dir
     from .report.results import LookaheadResult
 
     _check_format(fmt)
@@ -711,21 +694,11 @@ def lookahead(
                         timestamp=not no_timestamp))
     if not _writes(world):
         return
-    write_json(out_dir / "lookahead.json", result)
-    view = LookaheadResult(result, out_dir / "lookahead.json")
-    written = view.write_figures(out_dir, fmt) + _publish(view, out_dir, "lookahead.nc", netcdf, wandb_project)
-    if as_json:
-        typer.echo(json.dumps(result, indent=1))
-        return
     from .report.lookahead_report import lookahead_table, provenance_lines
 
-    console = _console(quiet)
-    console.print(view.table())
-    if details:
-        console.print(lookahead_table(result))
-    for line in provenance_lines(result):
-        console.print(line)
-    console.print(f"wrote {out_dir / 'lookahead.json'}, " + ", ".join(map(str, written)))
+    _emit(LookaheadResult(result, out_dir / "lookahead.json"), out_dir, fmt=fmt, netcdf=netcdf,
+          wandb_project=wandb_project, as_json=as_json, quiet=quiet,
+          after=[*([lookahead_table(result)] if details else []), *provenance_lines(result)])
 
 
 def _lr_option(text: str):

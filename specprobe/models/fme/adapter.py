@@ -20,7 +20,7 @@ K-step training rollouts (``n_forward_steps``): :mod:`.rollout`, through :meth:`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 from ...errors import CheckpointError, SpecprobeError
