@@ -5,19 +5,45 @@ The top-level package stays light (no torch import) so the CLI starts instantly.
 can never rebind ``specprobe.probe`` (it did once: the second call hit a module).
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .probing.result import ProbeResult
+
 __version__ = "0.1.0"
 
 
-def probe(*args, **kwargs):
-    """Run the per-degree gradient probe; see :func:`specprobe.probing.api.probe`."""
+def probe(checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any) -> ProbeResult:
+    """Run the per-degree gradient probe on one checkpoint (baseline and whitened energy score).
+
+    Args:
+        checkpoint: a file, ``bundled[:NAME]``, or None (the bundled shallow-water SFNO).
+        **kwargs: settings and options of :func:`specprobe.probing.api.probe` (``variants``, ``n_samples``,
+            ``n_ensemble``, ``data``, ``device``, ... or ``settings=ProbeSettings(...)``,
+            ``options=LoadOptions(...)``).
+
+    Returns:
+        The :class:`~specprobe.probing.result.ProbeResult`; :func:`load_result` turns it into tables and figures.
+    """
     from .probing.api import probe as _probe
 
-    return _probe(*args, **kwargs)
+    return _probe(checkpoint, **kwargs)
 
 
-def load_result(source):
-    """Any specprobe result (a JSON file, an output directory, or ``probe(...)``'s return value) as an
-    object with ``plot(name)``, ``table()`` and ``to_xarray()``; see :mod:`specprobe.report.results`."""
+def load_result(source: Any):
+    """Any specprobe result as an object with ``plot(name)``, ``table()`` and ``to_xarray()``.
+
+    Args:
+        source: a JSON file specprobe wrote (``result.json``, ``sweep.json``, ``series.json``,
+            ``coupling.json``, ``lookahead.json``), an ``--out`` directory holding one, a
+            :class:`~specprobe.probing.result.ProbeResult` or a result dict.
+
+    Returns:
+        The result view of its kind (:mod:`specprobe.report.results`).
+    """
     from .report.results import load_result as _load_result
 
     return _load_result(source)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError
 from . import fme, th
 from .options import LoadOptions
+
+if TYPE_CHECKING:
+    import torch
+
+    from .base import ProbeTarget
 from .safe_load import check_readable_file, load_checkpoint_file
 
 # Order matters only for files two families could claim; the specprobe format is tagged, fme's has a
@@ -87,7 +93,8 @@ def describe_checkpoint(checkpoint=None, options: LoadOptions | None = None, **k
     return {"path": str(path), "family": family.NAME, **family.describe_file(path, obj, options)}
 
 
-def load_target(checkpoint=None, options: LoadOptions | None = None, *, device="cpu", **kwargs):
+def load_target(checkpoint=None, options: LoadOptions | None = None, *, device: str | torch.device = "cpu",
+                **kwargs) -> ProbeTarget:
     """Build the :class:`~specprobe.models.base.ProbeTarget` for a checkpoint file.
 
     Args:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import fields
 
@@ -16,7 +17,7 @@ _LOSS_FIELDS = {f.name for f in fields(LossSettings)}
 
 
 def probe(checkpoint=None, *, settings: ProbeSettings | None = None, options: LoadOptions | None = None,
-          data=None, device: str = "auto", threads: int | None = None,
+          data: str | os.PathLike[str] | None = None, device: str = "auto", threads: int | None = None,
           progress: Callable[[int, int], None] | None = None, command_line: list[str] | None = None,
           timestamp: bool = True, distributed: bool = True, **kwargs) -> ProbeResult:
     """Per-degree gradient probe of the energy score, baseline vs whitened, on one checkpoint.

@@ -14,10 +14,15 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models.base import ProbeTarget
+    from ..models.options import LoadOptions
 
 
-def sha256_of(path) -> str:
+def sha256_of(path: str | Path) -> str:
+    """The file's SHA-256, hex (read in 1 MiB chunks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -26,6 +31,7 @@ def sha256_of(path) -> str:
 
 
 def library_versions() -> dict:
+    """{specprobe, python, torch, torch_harmonics, numpy[, fme]: version} of this process."""
     import numpy
     import torch
     import torch_harmonics
@@ -59,9 +65,22 @@ class RunContext:
     @classmethod
     def start(cls, checkpoint=None, *, device: str = "auto", threads: int | None = None, timestamp: bool = True,
               processes: int | None = None) -> "RunContext":
-        """``processes``: probes sharing this machine's cores (default: torchrun's local ranks, else 1).
-        ``timestamp=False`` is the reproducible mode: one CPU thread unless ``threads`` is given, because
-        float reductions differ between thread counts (measured 1e-8 relative, 1 vs 2)."""
+        """Join torchrun's world (when launched by it), pick the device, size the CPU threads, resolve the file.
+
+        Args:
+            checkpoint: a file, ``bundled[:NAME]``, or None (the bundled default).
+            device: ``auto`` (the GPU when present; ``$SPECPROBE_DEVICE`` overrides), ``cpu``, ``cuda[:i]``.
+            threads: CPU intra-op threads (None: the idle cores shared by ``processes``).
+            timestamp: False is the reproducible mode: one CPU thread unless ``threads`` is given, because
+                float reductions differ between thread counts (measured 1e-8 relative, 1 vs 2).
+            processes: probes sharing this machine's cores (default: torchrun's local ranks, else 1).
+
+        Returns:
+            The context.
+
+        Raises:
+            SpecprobeError: an unusable device, or a checkpoint that is not a readable file / bundled name.
+        """
         from ..models.registry import resolve_checkpoint
         from . import distributed as dist
         from .engine import configure_cpu_threads, resolve_device
@@ -77,7 +96,10 @@ class RunContext:
                    bundled_default=checkpoint is None, timestamp=timestamp)
 
     def share_cores(self, threads: int | None, processes: int) -> int | None:
-        """Resize the CPU thread pool for ``processes`` processes on this machine (e.g. lookahead workers)."""
+        """Resize the CPU thread pool for ``processes`` processes on this machine (e.g. lookahead workers).
+
+        Returns:
+            The threads now set (None on a GPU)."""
         from .engine import configure_cpu_threads
 
         if self.device.type == "cpu":
@@ -86,7 +108,7 @@ class RunContext:
             self.threads = configure_cpu_threads(threads, processes=processes)
         return self.threads
 
-    def load(self, options=None):
+    def load(self, options: LoadOptions | None = None) -> ProbeTarget:
         """The checkpoint's :class:`~specprobe.models.base.ProbeTarget` on this context's device.
 
         Args:
@@ -100,7 +122,7 @@ class RunContext:
         return load_target(self.path, options, device=self.device)
 
     def shard(self):
-        """This rank's share of a loop (None in one process)."""
+        """This rank's share of a loop: a :class:`~specprobe.probing.distributed.Shard`, or None in one process."""
         return self.world.shard() if self.world is not None else None
 
     @property
@@ -111,7 +133,7 @@ class RunContext:
 
         return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
 
-    def provenance(self, target, *, ema: bool = False, command_line: list[str] | None = None,
+    def provenance(self, target: ProbeTarget, *, ema: bool = False, command_line: list[str] | None = None,
                    split: str | None = None) -> dict:
         """The provenance every result file carries.
 

@@ -11,9 +11,11 @@ the per-sample gradients, exactly what an optimizer would see for one batch of a
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +48,10 @@ from .memory import GraphSizer, check_fits
 from .optstats import band_summary, optimizer_settings_of, optimizer_view
 from .result import ProbeResult
 from .settings import DEFAULT_MOMENT_ELEMENTS, LossSettings, ProbeSettings  # noqa: F401 - public here too
+
+if TYPE_CHECKING:
+    from ..models.base import ProbeTarget
+    from .distributed import Shard
 from .sampling import ElementSample, StratifiedMean
 
 AUTO_DEVICE_ENV = "SPECPROBE_DEVICE"
@@ -105,8 +111,9 @@ def configure_cpu_threads(threads: int | None = None, *, processes: int = 1) -> 
     return n
 
 
-def run_probe(target, settings: ProbeSettings | None = None, *, data=None,
-              progress: Callable[[int, int], None] | None = None, shard=None, **fields) -> ProbeResult:
+def run_probe(target: ProbeTarget, settings: ProbeSettings | None = None, *,
+              data: str | os.PathLike[str] | None = None, progress: Callable[[int, int], None] | None = None,
+              shard: Shard | None = None, **fields) -> ProbeResult:
     """Probe a loaded :class:`~specprobe.models.base.ProbeTarget`: per-degree gradient statistics of
     the baseline and each whitened loss. :func:`specprobe.probe` is the file-level entry point.
 

@@ -24,8 +24,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +45,9 @@ from ..spectral import (
 from ..spectral.whitening import parse_variants
 from .recommend import JUDGEMENT_RULE, Rule, add_recommendation, threshold_text
 
+if TYPE_CHECKING:
+    from ..models.options import LoadOptions
+
 SCHEMA = "specprobe.lookahead/1"
 METRICS = ("energy_score", "es_skill", "es_spread", "mse", "power_ratio")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -53,6 +59,30 @@ DEFAULT_GAMMAS = (0.0, 0.2, 0.5, 0.8, 1.0)  # the default sweep (gamma 0 = the b
 
 @dataclass(frozen=True)
 class LookaheadSettings:
+    """How each arm of the lookahead sweep fine-tunes and is judged; validated on construction.
+
+    Args:
+        steps: optimizer steps per arm (>= 0; 0 scores the checkpoint itself).
+        batch_size: training pairs per step.
+        n_ensemble: members per pair; None: what the run trained with, else 2.
+        eval_batch_size: evaluation pairs per forward.
+        repeats: extra batch orders (1 + repeats in all); paired differences need >= 1.
+        paired: every arm trains on every order (each arm - baseline difference judged against its own
+            paired noise); False: the repeats rerun the baseline only, and differences are unjudged.
+        seed: seeds the batch orders, the model's noise and the data pools.
+        crps_weight, energy_score_weight: the trained loss; None: what the run trained with.
+        optimizer: ``adam``, ``adamw`` or ``sgd``; None: the run's.
+        lr: a positive learning rate; wins over ``lr_from``.
+        lr_from: ``auto`` (a third of the configured peak lr), ``peak`` or ``final`` (where the run ended).
+        bands: degree bands, e.g. ``"low=1:8,high=56:63"``; None: the lowest and highest eighth.
+        eval_steps: trajectory step counts scored besides the last (1..steps); None: N/4 and N/2.
+        k: the noise rule: None (default) calls a difference beyond noise when |mean| > t(0.975, n-1) se with
+            one sign in every order; a number uses k se instead.
+
+    Raises:
+        ValueError: a field out of range.
+    """
+
     # Defaults measured on the bundled model (docs/lookahead.md, "Choosing the defaults"): at a third
     # of the run's peak lr, 40 steps of 4 pairs over 3 batch orders resolve the low-band cost of
     # gamma >= 0.5 (energy score and MSE) beyond its paired noise, and the high-band gains.
@@ -99,6 +129,7 @@ class LookaheadSettings:
 
     @property
     def orders(self) -> int:
+        """Batch orders per arm: 1 + :attr:`repeats`."""
         return self.repeats + 1
 
     def trajectory_steps(self) -> tuple:
@@ -108,10 +139,19 @@ class LookaheadSettings:
         return tuple(sorted({k for k in (round(self.steps / 4), round(self.steps / 2)) if 0 < k < self.steps}))
 
 
-def sweep_variants(gammas=None, eps_fracs=None, whitening=()) -> list[WhiteningConfig]:
-    """The arms of ``--gamma G1,G2 --eps-frac E1,E2 --whitening ...``: baseline first, then the grid of
-    every gamma > 0 with every eps_frac (gamma 0 is the baseline; one list alone takes fme's default
-    for the other), then each ``--whitening``, each setting once."""
+def sweep_variants(gammas: Sequence[float] | None = None, eps_fracs: Sequence[float] | None = None,
+                   whitening: Sequence = ()) -> list[WhiteningConfig]:
+    """The whitened arms of ``--gamma G1,G2 --eps-frac E1,E2 --whitening ...``.
+
+    Args:
+        gammas: whitening exponents in [0, 1]; 0 is the baseline arm, which is always there.
+        eps_fracs: amplitude floors > 0; every gamma > 0 is paired with every eps_frac. One list alone
+            takes fme's default for the other.
+        whitening: further settings (strings, fme dicts or configs), each added once.
+
+    Returns:
+        The arms besides the baseline, each setting once, in the order given.
+    """
     from ..spectral.whitening import DEFAULT_EPS_FRAC, DEFAULT_GAMMA
 
     grid = []
@@ -788,20 +828,51 @@ def default_workers(device_type: str, n_runs: int, distributed: bool) -> int:
 # ------------------------------------------------------------------ file-level entry point
 
 
-def lookahead(checkpoint=None, *, data=None, train_data=None, variants=None,
+def lookahead(checkpoint=None, *, data: str | os.PathLike[str] | None = None,
+              train_data: str | os.PathLike[str] | None = None, variants: Sequence | None = None,
               settings: LookaheadSettings = LookaheadSettings(), n_train: int | None = None, n_eval: int | None = None,
-              device: str = "auto", threads: int | None = None, workers: int | None = None, cache_dir=None,
-              options=None, train_time_stop=None, eval_time_start=None,
-              rollout_steps: int | None = None, rule: Rule | None = None, command_line=None, timestamp: bool = True,
-              progress=None) -> dict:
-    """Load a checkpoint (None: the bundled model), build its data pools, run the sweep, add provenance.
+              device: str = "auto", threads: int | None = None, workers: int | None = None,
+              cache_dir: str | os.PathLike[str] | None = None, options: LoadOptions | None = None, train_time_stop: str | None = None, eval_time_start: str | None = None,
+              rollout_steps: int | None = None, rule: Rule | None = None, command_line: list[str] | None = None,
+              timestamp: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The lookahead sweep on a checkpoint: fine-tune every arm, score and roll it out, judge and recommend.
 
-    ``variants``: None is the default sweep (gamma 0, 0.2, 0.5, 0.8, 1 at eps_frac 0.02).
-    ``workers``: processes that share the arms (None: one per CPU core, 1 on a GPU or under
-    torchrun); ``threads``: CPU threads per process (None: the idle cores shared by the processes;
-    1 when ``timestamp`` is False, the reproducible mode). ``rollout_steps``: roll out the checkpoint
-    and every arm this many steps (None: RolloutSettings' default; 0: no rollout). ``options``: how to
-    load the checkpoint (:class:`~specprobe.models.options.LoadOptions`: ``trust``, ``ema``; None: defaults)."""
+    Args:
+        checkpoint: a file, ``bundled[:NAME]``, or None (the bundled model).
+        data: evaluation data (torch-harmonics: default the bundled held-out pairs; fme: netCDF split by
+            time into training and evaluation pairs).
+        train_data: training pairs from another source (torch-harmonics default: fresh shallow-water
+            pairs, cached).
+        variants: the whitened arms (strings, fme dicts or configs); None: the default sweep, gamma 0, 0.2,
+            0.5, 0.8, 1 at eps_frac 0.02 (:func:`sweep_variants`).
+        settings: steps, batches, orders, optimizer and lr (:class:`LookaheadSettings`).
+        n_train, n_eval: training / evaluation pairs in the pools (None: the family's defaults).
+        device: ``auto``, ``cpu``, ``cuda[:i]``.
+        threads: CPU threads per process (None: the idle cores shared by the processes; 1 when ``timestamp``
+            is False, the reproducible mode).
+        workers: processes that share the arms (None: one per CPU core, 1 on a GPU or under torchrun).
+            Results do not depend on it.
+        cache_dir: where fresh training pairs are cached (None: ``$SPECPROBE_CACHE`` or ~/.cache/specprobe).
+        options: how to load the checkpoint (:class:`~specprobe.models.options.LoadOptions`: ``trust``,
+            ``ema``); None: the defaults.
+        train_time_stop, eval_time_start: fme netCDF data: the last training and first evaluation time.
+        rollout_steps: roll out the checkpoint and every arm this many steps from held-out states (None:
+            the default, 20; 0: no rollout).
+        rule: the recommendation rule (:class:`~specprobe.probing.recommend.Rule`); None: the default
+            (low-band cost at most 0.5%).
+        command_line: recorded in the provenance (default: ``sys.argv``).
+        timestamp: False: no time or timings in the result (byte-identical reruns).
+        progress: called as ``progress(runs_done, n_runs)``.
+
+    Returns:
+        The ``lookahead.json`` dict: per arm and band the checkpoint's value, the paired noise, each arm vs
+        the checkpoint and vs the baseline (``table``), the trajectory, rollout health, the recommendation
+        with its reasons, and the provenance. ``specprobe.load_result`` reads it.
+
+    Raises:
+        ValueError, SpecprobeError: bad settings, an adapter that cannot fine-tune, overlapping training and
+            evaluation pairs, or data the model cannot take.
+    """
     import os
 
     import torch

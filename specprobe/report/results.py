@@ -191,13 +191,22 @@ class GradByLResult(_Result):
         return {name: (lambda f=FIGURES[name][0]: f(self.data)) for name in figure_names(self.data)}
 
     def table(self) -> Any:
-        """Everything ``specprobe grad-by-l`` prints, as one rich renderable."""
+        """Everything ``specprobe grad-by-l`` prints.
+
+        Returns:
+            One rich renderable: the optimizer view, the band and layer tables, predictability (and the
+            checkpoint's Adam statistics where it has them), then the verdict.
+        """
         from .tables import grad_by_l_report
 
         return grad_by_l_report(self.data)
 
     def to_xarray(self) -> xarray.Dataset:
-        """Dims variant, degree, channel, layer (and band, parameter for the statistics).
+        """The probe as an xarray Dataset (what ``--netcdf`` writes as ``result.nc``).
+
+        Returns:
+            Dims variant, degree, channel, layer (and band, parameter for the statistics); units and long
+            names in ``.attrs``, ``wavelength_km`` on degree.
 
         Raises:
             SpecprobeError: xarray is not installed.
@@ -207,7 +216,11 @@ class GradByLResult(_Result):
         return grad_by_l_dataset(self.data)
 
     def to_dict(self) -> dict:
-        """The probe as its ``result.json`` dict (:meth:`ProbeResult.to_dict`: a new, JSON-safe dict)."""
+        """The probe as its ``result.json`` dict.
+
+        Returns:
+            :meth:`ProbeResult.to_dict`: a new, JSON-safe dict.
+        """
         return self.data.to_dict()
 
 
@@ -392,8 +405,11 @@ class LookaheadResult(_Result):
         return add_recommendation(dict(self.data), rule)["recommendation"]
 
     def to_xarray(self) -> xarray.Dataset:
-        """Per degree and arm (the checkpoint as ``before_*``): the held-out scores; the sweep's paired effects;
-        each arm's rollout series when rolled out.
+        """The lookahead as an xarray Dataset.
+
+        Returns:
+            Per degree and arm (the checkpoint as ``before_*``): the held-out scores; the sweep's paired
+            effects; each arm's rollout series when rolled out.
 
         Raises:
             SpecprobeError: xarray is not installed.

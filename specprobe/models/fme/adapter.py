@@ -20,8 +20,10 @@ K-step training rollouts (``n_forward_steps``): :mod:`.rollout`, through :meth:`
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import CheckpointError, SpecprobeError
 from ..base import Batch, SpectralParam
@@ -35,6 +37,9 @@ from .describe import (  # noqa: F401 - re-exported entry points for the registr
 from .options import FmeOptions
 from .training_config import training_loss_config
 
+if TYPE_CHECKING:
+    import torch
+
 FME_MISSING = "fme checkpoints need the fme extra: pip install 'specprobe[fme]' (fme==2026.10.0)"
 
 
@@ -45,8 +50,9 @@ def _require_fme():
         raise SpecprobeError(FME_MISSING) from e
 
 
-def load_fme_target(path, options: FmeOptions | None = None, *, device="cpu", ema: bool = False, trust: bool = False,
-                    obj=None, **fields) -> "FmeTarget":
+def load_fme_target(path: str | os.PathLike[str], options: FmeOptions | None = None, *,
+                    device: str | torch.device = "cpu", ema: bool = False, trust: bool = False,
+                    obj: dict | None = None, **fields) -> FmeTarget:
     """Load an fme trainer checkpoint (``ckpt.tar``, ``best_ckpt.tar``, ``best_inference_ckpt.tar``,
     ``ckpt_NNNN.tar``; current or legacy format) as a :class:`FmeTarget`.
 
