@@ -211,49 +211,27 @@ class Shard:
         # Streamed: a bucket of moments' float64 states at a time, so the reduction never holds a
         # float64 copy of every accumulator at once (issue 11 keeps them in float32).
         pending, size = [], 0
-        for per_param in acc.moments.values():
-            for m in per_param:
-                state = moment_state(m)
-                pending.append((m, state))
-                size += sum(t.numel() for t in state.values())
-                if size >= BUCKET_ELEMENTS:
-                    _sum_and_load(w, pending)
-                    pending, size = [], 0
+        for m in acc.all_moments():
+            state = m.reducible_state()
+            pending.append((m, state))
+            size += sum(t.numel() for t in state.values())
+            if size >= BUCKET_ELEMENTS:
+                _sum_and_load(w, pending)
+                pending, size = [], 0
         if pending:
             _sum_and_load(w, pending)
-        small = w.gather({
-            "n_done": n_done,
-            "loss_sums": dict(acc.loss_sums),
-            "out_grad_sq": {k: None if v is None else v.cpu() for k, v in acc.out_grad_sq.items()},
-            "rows": {name: col.rows for name, col in acc.row_collectors().items()},
-        })
-        for name in acc.loss_sums:
-            acc.loss_sums[name] = sum(s["loss_sums"][name] for s in small)
-        for name in acc.out_grad_sq:
-            parts = [s["out_grad_sq"][name] for s in small if s["out_grad_sq"][name] is not None]
-            acc.out_grad_sq[name] = sum(parts[1:], parts[0].clone()) if parts else None
-        for name, col in acc.row_collectors().items():
-            lists = [s["rows"][name] for s in small]
-            if any(len(rows) != len(idx) for rows, idx in zip(lists, indices)):
+        small = w.gather({"n_done": n_done, **acc.summable()})
+        for name in small[0]["rows"]:
+            if any(len(s["rows"][name]) != len(idx) for s, idx in zip(small, indices)):
                 raise RankFailure(w.rank, f"internal: {name} holds a row count that is not one per batch")
-            col.rows = [lists[r][k] for _, r, k in order]
+        acc.load_summed(small, [(r, k) for _, r, k in order])
         return sum(s["n_done"] for s in small)
 
 
 def _sum_and_load(world: World, pending: list) -> None:
     world.sum_([state[key] for _, state in pending for key in sorted(state)])
     for m, state in pending:
-        load_moment(m, state)
-
-
-
-def moment_state(m) -> dict:
-    """A GradientMoments' summable state: float64 tensors {count, nonfinite, sum, sum_sq?} on its device."""
-    return m.reducible_state()
-
-
-def load_moment(m, state: dict) -> None:
-    m.load_reduced(state)
+        m.load_reduced(state)
 
 
 # ---------------------------------------------------------------------- the process-wide world
@@ -291,24 +269,11 @@ def start(device: str = "auto", *, new_command: bool = False) -> World | None:
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
         raise SpecprobeError(f"WORLD_SIZE={size} but {', '.join(missing)} unset: launch with torchrun")
-    from .engine import auto_device
+    from .engine import resolve_device
 
-    want = auto_device(device)
-    if want == "cpu":
-        dev = torch.device("cpu")
-    elif want in ("auto", "cuda"):
-        if torch.cuda.is_available():
-            if local_rank >= torch.cuda.device_count():
-                raise SpecprobeError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) on this node")
-            dev = torch.device("cuda", local_rank)
-            torch.cuda.set_device(dev)
-        elif want == "cuda":
-            raise SpecprobeError("--device cuda: no CUDA GPU is available on this machine; use --device cpu or auto")
-        else:
-            dev = torch.device("cpu")
-    else:
-        raise SpecprobeError(f"--device {want}: under torchrun each rank takes cuda:LOCAL_RANK; "
-                             "use --device auto, cuda or cpu")
+    dev = resolve_device(device, local_rank=local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     timeout = timeout_seconds()
     kwargs = {"device_id": dev} if dev.type == "cuda" else {}

@@ -67,10 +67,36 @@ def auto_device(device: str | None) -> str:
     return (os.environ.get(AUTO_DEVICE_ENV) or "auto").strip() if want == "auto" else want
 
 
-def resolve_device(device: str):
+def resolve_device(device: str, *, local_rank: int | None = None):
+    """The ``torch.device`` that ``--device`` names; the one place devices are chosen.
+
+    Args:
+        device: ``auto`` (the GPU when present; ``$SPECPROBE_DEVICE`` overrides), ``cpu``, ``cuda``, ``cuda:i``.
+        local_rank: under torchrun, this process's ``LOCAL_RANK``: each rank then takes ``cuda:LOCAL_RANK``
+            (``auto``, ``cuda``) or the CPU, and an explicit ``cuda:i`` is refused.
+
+    Returns:
+        The device.
+
+    Raises:
+        SpecprobeError: an unknown name, or a GPU that is not there.
+    """
     import torch
 
     device = auto_device(device)
+    if local_rank is not None:
+        if device == "cpu":
+            return torch.device("cpu")
+        if device not in ("auto", "cuda"):
+            raise SpecprobeError(f"--device {device}: under torchrun each rank takes cuda:LOCAL_RANK; "
+                                 "use --device auto, cuda or cpu")
+        if not torch.cuda.is_available():
+            if device == "cuda":
+                raise SpecprobeError("--device cuda: no CUDA GPU is available on this machine; use --device cpu or auto")
+            return torch.device("cpu")
+        if local_rank >= torch.cuda.device_count():
+            raise SpecprobeError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) on this node")
+        return torch.device("cuda", local_rank)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -283,6 +309,33 @@ class Accumulators:
         cols.update({f"factor:{k}": v for k, v in self.factors.items()})
         cols.update({f"extra:{k}": v for k, v in (self.extra_collectors or {}).items()})
         return cols
+
+    # The two halves of a distributed reduction (specprobe.probing.distributed.Shard.reduce_probe): the
+    # moments sum through their own reducible state, everything else through summable / load_summed.
+    def all_moments(self) -> list[GradientMoments]:
+        """Every gradient-moment accumulator, in an order that is the same on every rank."""
+        return [m for per_param in self.moments.values() for m in per_param]
+
+    def summable(self) -> dict:
+        """This process's loss sums, output-gradient power (on the CPU) and per-batch rows, to be gathered."""
+        return {"loss_sums": dict(self.loss_sums),
+                "out_grad_sq": {k: None if v is None else v.cpu() for k, v in self.out_grad_sq.items()},
+                "rows": {name: col.rows for name, col in self.row_collectors().items()}}
+
+    def load_summed(self, parts: list[dict], order: list[tuple[int, int]]) -> None:
+        """Replace this process's state by the sum of every process's :meth:`summable` ``parts``.
+
+        Args:
+            parts: one :meth:`summable` dict per process, by rank.
+            order: (rank, k) of each batch in batch order: the k-th row of that rank's collectors.
+        """
+        for name in self.loss_sums:
+            self.loss_sums[name] = sum(p["loss_sums"][name] for p in parts)
+        for name in self.out_grad_sq:
+            tensors = [p["out_grad_sq"][name] for p in parts if p["out_grad_sq"][name] is not None]
+            self.out_grad_sq[name] = sum(tensors[1:], tensors[0].clone()) if tensors else None
+        for name, col in self.row_collectors().items():
+            col.rows = [parts[r]["rows"][name][k] for r, k in order]
 
 
 def loss_steps(target, batch, *, n_ensemble: int, seed: int) -> list[tuple]:
