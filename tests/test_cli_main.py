@@ -192,3 +192,20 @@ def test_coupling_identity_on_the_bundled_model():
         for k, full in enumerate(s["full"]):
             total = sum(band[k] for band in s["bands"])
             torch.testing.assert_close(total, full, rtol=1e-4, atol=1e-6 * float(full.abs().max()))
+
+
+def test_compare_takes_a_model_whose_loss_has_more_degrees_than_its_filters(tmp_path, default_run):
+    """A torch-harmonics SFNO at scale_factor 3 filters 11 degrees on its internal grid while its loss SHT has
+    32: the whitening factors are drawn on the loss degrees (compare crashed on the length mismatch)."""
+    import torch
+    from torch_harmonics.examples.models import SphericalFourierNeuralOperator
+
+    torch.manual_seed(0)
+    model = SphericalFourierNeuralOperator(img_size=(32, 64), in_chans=3, out_chans=3, embed_dim=8, num_layers=1)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    cli("grad-by-l", tmp_path / "plain.pt", "--grid", "32x64", "--out", tmp_path / "p", "--quiet", *QUICK)
+    result = json.loads((tmp_path / "p" / "result.json").read_text())
+    factor = next(iter(next(iter(result["whitening_factor_by_l"].values())).values()))["mean"]
+    assert len(factor) > len(result["degrees"])  # the case itself
+    cli("compare", default_run[0] / "result.json", tmp_path / "p" / "result.json", "--out", tmp_path / "cmp.png")
+    assert (tmp_path / "cmp.png").stat().st_size > 10_000

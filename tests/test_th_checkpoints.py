@@ -374,7 +374,7 @@ def test_fme_options_and_th_options_stay_with_their_family(tmp_path, model):
     from specprobe.models import fme
     from specprobe.models.options import LoadOptions
 
-    with pytest.raises(CheckpointError, match="--grid apply to torch-harmonics state dicts"):
+    with pytest.raises(CheckpointError, match="--grid applies to torch-harmonics state dicts"):
         fme.load(tmp_path / "x.tar", {"stepper": {}}, options=LoadOptions.from_kwargs(grid="32x64"))
     path = _save_form(model, "plain", tmp_path / "p.pt")
     with pytest.raises(CheckpointError, match="time_start apply to fme checkpoints only"):

@@ -129,7 +129,8 @@ def figure_compare(results, labels, *, variant="baseline", normalize="none"):
         if has_factor and r.whitening_factor_by_l:
             name = next(iter(r.whitening_factor_by_l))
             f = np.mean([v["mean"] for v in r.whitening_factor_by_l[name].values()], axis=0)
-            axes[k].plot(l, f, color=color, lw=1.5, label=f"{label}: {name}")
+            # the factor lives on the loss SHT's degrees, which can outnumber the filters' (internal grid)
+            axes[k].plot(np.arange(len(f)), f, color=color, lw=1.5, label=f"{label}: {name}")
     axes[0].set_ylabel({"none": "|∂loss/∂w| per degree", "low-band": "gradient / low-band mean",
                         "total": "share of the gradient"}[normalize])
     axes[0].set_title(f"filter gradient by degree — {variant}", fontsize=10)

@@ -36,7 +36,8 @@ def _refuse_th_options(path, options) -> None:
 
     given = [FLAGS[name] for name in options.th.given()]
     if given:
-        raise CheckpointError(f"{path}: {', '.join(given)} apply to torch-harmonics state dicts; an fme checkpoint "
+        verb = "applies" if len(given) == 1 else "apply"
+        raise CheckpointError(f"{path}: {', '.join(given)} {verb} to torch-harmonics state dicts; an fme checkpoint "
                               "declares its grid")
 
 
