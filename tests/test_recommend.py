@@ -247,3 +247,21 @@ def test_the_recommendation_module_does_not_import_torch():
     code = ("import sys, specprobe.probing.recommend, specprobe.report.lookahead_report; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_chosen_arm_whose_cost_still_grows_carries_a_caution():
+    """The cost at the last step undersells a cost that is still growing (on the bundled model gamma 0.5's
+    low-band MSE was +0.47% at 40 steps and +1.37% at 150): the decision says so, with the trajectory."""
+    res = _result({0.5: _fx()}, intermediate=True)  # the 5-step differences are half the 10-step ones
+    rec = add_recommendation(res)["recommendation"]
+    assert rec["chosen"] == "per_sample(gamma=0.5,eps_frac=0.02)"  # the caution does not change the choice
+    assert rec["caution"] == (
+        "caution: its low-band cost was still growing at the last step (energy score +0.10% at 5 steps, +0.20% "
+        "at 10; ensemble-mean MSE +0.10% at 5 steps, +0.20% at 10); a longer lookahead (--steps 40) shows "
+        "where it settles before a long run relies on it")
+    assert rec["summary"].endswith("; " + rec["caution"])
+    assert rec["reasons"][rec["chosen"]][-1] == rec["caution"]
+    for arm in res["arms"]:  # settled: the same differences at 5 and 10 steps
+        arm["intermediate"]["5"] = arm["bands"]
+    assert add_recommendation(res)["recommendation"]["caution"] is None
+    assert add_recommendation(_result({0.5: _fx()}))["recommendation"]["caution"] is None  # no trajectory

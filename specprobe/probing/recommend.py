@@ -305,6 +305,44 @@ def _log_dev(x) -> float:
     return abs(math.log(x)) if x is not None and x > 0 and math.isfinite(x) else math.inf
 
 
+def still_growing(j: dict | None) -> bool | None:
+    """Whether a paired effect was still growing at the last scored step of the trajectory.
+
+    Growing: beyond noise at the last step, and its size exceeds the previous scored step's by more than
+    the judgement's threshold x se (the larger of the two steps' se), or the sign changed between them.
+
+    Args:
+        j: one judged effect (:func:`rows_from_result`'s ``bands[band][metric]``), with its ``trajectory``
+            (each step judged with the sweep's own threshold).
+
+    Returns:
+        True or False; None where there is no trajectory of at least two steps to tell.
+    """
+    traj = (j or {}).get("trajectory") or []
+    if len(traj) < 2 or traj[-1].get("se") is None or traj[-2].get("mean") is None:
+        return None
+    last, prev = traj[-1], traj[-2]
+    if last["judgement"] != BEYOND:
+        return False
+    se = max(last["se"] or 0.0, prev.get("se") or 0.0)
+    return abs(last["mean"]) - abs(prev["mean"]) > (last.get("threshold") or 2.0) * se or last["mean"] * prev["mean"] < 0
+
+
+def growing_costs(row: dict, rule: Rule) -> list[str]:
+    """The cost metrics of an arm whose ``rule.cost_band`` change was still growing at the last step.
+
+    Args:
+        row: one arm of the sweep table (:func:`rows_from_result`).
+        rule: gives the cost band and metrics.
+
+    Returns:
+        Their names (``energy_score``, ``mse``), in the rule's order; empty when none grows or no
+        trajectory was scored.
+    """
+    cost = row["bands"].get(rule.cost_band) or {}
+    return [m for m in rule.cost_metrics if still_growing(cost.get(m))]
+
+
 # ------------------------------------------------------------------ the decision
 
 
@@ -325,8 +363,9 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
 
     Returns:
         ``{"rule", "chosen", "choice", "gamma", "eps_frac", "qualifying", "reasons": {arm: [..]},
-        "rollout_checked", "summary"}``: ``chosen`` is the arm's name or None, ``choice`` the arm's name or
-        "no whitening", ``reasons`` says per arm why it was (not) chosen.
+        "rollout_checked", "caution", "summary"}``: ``chosen`` is the arm's name or None, ``choice`` the arm's
+        name or "no whitening", ``reasons`` says per arm why it was (not) chosen, ``caution`` (or None) that
+        the chosen arm's cost was still growing at the last step (:func:`growing_costs`).
     """
     reasons, qualifying = {}, []
     for row in rows:
@@ -345,11 +384,15 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
                                      f"qualifies, but {_short(chosen['arm'])} has the larger "
                                      f"{rule.gain_band}-band gain at the same gamma"]
         reasons[chosen["arm"]] = ["chosen: " + _qualified_because(chosen, rule)]
+    caution = _growing_cost_caution(chosen, rule) if chosen else None
+    if caution:
+        reasons[chosen["arm"]].append(caution)
     out = {"rule": rule.to_dict(), "chosen": chosen["arm"] if chosen else None,
            "choice": chosen["arm"] if chosen else "no whitening",
            "gamma": chosen["gamma"] if chosen else None, "eps_frac": chosen["eps_frac"] if chosen else None,
            "qualifying": [r["arm"] for r in qualifying], "reasons": reasons,
-           "rollout_checked": rule.check_rollout and any(r.get("rollout") for r in rows)}
+           "rollout_checked": rule.check_rollout and any(r.get("rollout") for r in rows),
+           "caution": caution}
     out["summary"] = summary_line(out, rows, rule)
     return out
 
@@ -449,7 +492,27 @@ def summary_line(rec: dict, rows: list[dict], rule: Rule) -> str:
     row = next(r for r in rows if r["arm"] == rec["chosen"])
     return (f"recommendation: train with {_short(rec['chosen'])} -- {_qualified_because(row, rule)}"
             + ("" if rule.check_rollout and rec["rollout_checked"] else
-               "; rollout health not checked" if rule.check_rollout else ""))
+               "; rollout health not checked" if rule.check_rollout else "")
+            + (f"; {rec['caution']}" if rec.get("caution") else ""))
+
+
+def _growing_cost_caution(row: dict, rule: Rule) -> str | None:
+    """The chosen arm's cost was measured while still growing: say so, with the trajectory, and what to run.
+
+    Why: on the bundled model gamma 0.5's low-band MSE cost was -0.36% at 20 steps, +0.47% at 40 (under
+    the 0.5% limit) and +1.37% at 150 steps (docs/lookahead.md): the last-step cost alone undersells it.
+    No extrapolation is offered: a linear one from the 20- and 40-step costs predicted 5.0% at 150."""
+    growing = growing_costs(row, rule)
+    if not growing:
+        return None
+    cost = row["bands"][rule.cost_band]
+    parts = []
+    for m in growing:
+        prev, last = cost[m]["trajectory"][-2], cost[m]["trajectory"][-1]
+        parts.append(f"{_M[m]} {_pct(prev['mean'])} at {prev['steps']} steps, {_pct(last['mean'])} at {last['steps']}")
+    steps = cost[growing[0]]["trajectory"][-1]["steps"]
+    return (f"caution: its {rule.cost_band}-band cost was still growing at the last step ({'; '.join(parts)}); "
+            f"a longer lookahead (--steps {4 * steps}) shows where it settles before a long run relies on it")
 
 
 def _pct(x, sign: bool = True) -> str:

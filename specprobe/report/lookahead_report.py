@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..probing.recommend import t975, threshold_text
+from ..probing.recommend import still_growing, t975, threshold_text
 from .figures import _COLORS, add_km_axis, new_figure, save_figure
 from .tables import _num
 
@@ -51,19 +51,6 @@ def _judged(j: dict, k: float) -> str:
     return f"{100 * j['mean']:+.2f}±{100 * j['se']:.2f}{mark}"
 
 
-def _growing(j: dict, k=None) -> bool | None:
-    """Still growing at the last step: beyond noise there, and |d_N| exceeds |d| at the previous scored step
-    by more than the judgement's threshold x se (or the sign changed)."""
-    traj = (j or {}).get("trajectory") or []
-    if len(traj) < 2 or traj[-1].get("se") is None or traj[-2].get("mean") is None:
-        return None
-    last, prev = traj[-1], traj[-2]
-    if last["judgement"] != "beyond noise":
-        return False
-    se = max(last["se"] or 0.0, prev.get("se") or 0.0)
-    return abs(last["mean"]) - abs(prev["mean"]) > (last.get("threshold") or 2.0) * se or last["mean"] * prev["mean"] < 0
-
-
 def _flags(row: dict, rec: dict, rule: dict) -> str:
     flags = []
     if rec.get("chosen") == row["arm"]:
@@ -78,7 +65,7 @@ def _flags(row: dict, rec: dict, rule: dict) -> str:
             flags.append("rollout worse")
         elif "gain" in w or "unjudged" in w:
             flags.append("no clear gain")
-    if any(_growing(row["bands"].get(rule.get("cost_band", "low"), {}).get(m), rule.get("k"))
+    if any(still_growing(row["bands"].get(rule.get("cost_band", "low"), {}).get(m))
            for m in rule.get("cost_metrics", ("energy_score", "mse"))):
         flags.append("cost growing")
     return ", ".join(dict.fromkeys(flags)) or "—"
@@ -147,7 +134,6 @@ def trajectory_table(result: dict):
 
     result = ensure_recommendation(result)
     rows = result["sweep"]
-    k = result["recommendation"]["rule"].get("k")
     steps = [x["steps"] for x in (rows[0]["bands"]["low"]["energy_score"].get("trajectory") or [])] if rows else []
     if not steps:
         return None
@@ -163,7 +149,7 @@ def trajectory_table(result: dict):
             j = row["bands"][b][m]
             traj = j.get("trajectory") or []
             text = " ".join(_num(None if x["mean"] is None else 100 * x["mean"], "{:+.2f}") for x in traj)
-            cells.append(text + (" ↗" if _growing(j, k) else ""))
+            cells.append(text + (" ↗" if still_growing(j) else ""))
         t.add_row(_arm_label(row, rows), *cells)
     return t
 
