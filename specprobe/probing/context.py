@@ -83,7 +83,7 @@ class RunContext:
         """
         from ..models.registry import resolve_checkpoint
         from . import distributed as dist
-        from .engine import configure_cpu_threads, resolve_device
+        from .devices import configure_cpu_threads, resolve_device
 
         world = dist.start(device)
         dev = world.device if world is not None else resolve_device(device)
@@ -100,7 +100,7 @@ class RunContext:
 
         Returns:
             The threads now set (None on a GPU)."""
-        from .engine import configure_cpu_threads
+        from .devices import configure_cpu_threads
 
         if self.device.type == "cpu":
             if threads is None and not self.timestamp:

@@ -269,7 +269,7 @@ def start(device: str = "auto", *, new_command: bool = False) -> World | None:
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
         raise SpecprobeError(f"WORLD_SIZE={size} but {', '.join(missing)} unset: launch with torchrun")
-    from .engine import resolve_device
+    from .devices import resolve_device
 
     dev = resolve_device(device, local_rank=local_rank)
     if dev.type == "cuda":

@@ -292,14 +292,3 @@ class THSFNOTarget:
         desc = {"source": "fresh shallow-water pairs (specprobe/models/th/swe.py, the run's data recipe)",
                 "recipe": recipe, "cache_file": str(path), "pairs": n_traj * per_traj, "cached": cached}
         return path, desc
-
-
-def default_cache_dir():
-    """$SPECPROBE_CACHE, else $XDG_CACHE_HOME/specprobe, else ~/.cache/specprobe."""
-    import os
-    from pathlib import Path
-
-    if os.environ.get("SPECPROBE_CACHE"):
-        return Path(os.environ["SPECPROBE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "specprobe"
