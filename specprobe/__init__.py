@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
 if TYPE_CHECKING:
     from .probing.result import ProbeResult
-
-__version__ = "0.1.0"
 
 
 def probe(checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any) -> ProbeResult:

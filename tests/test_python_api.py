@@ -39,3 +39,13 @@ def test_top_level_import_stays_light():
     code = "import sys, specprobe; assert callable(specprobe.probe); print(sorted(m for m in ('torch', 'matplotlib', 'fme') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_package_version_is_the_distribution_version():
+    import tomllib
+    from pathlib import Path
+
+    import specprobe
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert specprobe.__version__ == pyproject["project"]["version"]

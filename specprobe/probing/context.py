@@ -36,7 +36,7 @@ def library_versions() -> dict:
     import torch
     import torch_harmonics
 
-    from .. import __version__
+    from .._version import __version__
 
     versions = {"specprobe": __version__, "python": platform.python_version(), "torch": torch.__version__,
                 "torch_harmonics": torch_harmonics.__version__, "numpy": numpy.__version__}
