@@ -261,6 +261,9 @@ def test_a_chosen_arm_whose_cost_still_grows_carries_a_caution():
         "where it settles before a long run relies on it")
     assert rec["summary"].endswith("; " + rec["caution"])
     assert rec["reasons"][rec["chosen"]][-1] == rec["caution"]
+    # the longer run keeps the passes over the training pairs: 4x the steps on 4x the pool
+    res["data"] = {"train": {"pairs": 20}}
+    assert "(--steps 40 --n-train 80)" in add_recommendation(res)["recommendation"]["caution"]
     for arm in res["arms"]:  # settled: the same differences at 5 and 10 steps
         arm["intermediate"]["5"] = arm["bands"]
     assert add_recommendation(res)["recommendation"]["caution"] is None

@@ -346,7 +346,7 @@ def growing_costs(row: dict, rule: Rule) -> list[str]:
 # ------------------------------------------------------------------ the decision
 
 
-def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
+def recommend(rows: list[dict], rule: Rule = Rule(), *, n_train: int | None = None) -> dict:
     """The recommended arm of a sweep table (:func:`rows_from_result`) under ``rule``.
 
     An arm qualifies when (1) in ``gain_band`` every ``gain_metrics`` change is negative and beyond
@@ -360,6 +360,7 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
     Args:
         rows: the sweep table, from :func:`rows_from_result`.
         rule: the rule (default ``Rule()``).
+        n_train: training pairs in the sweep's pool, for the longer run a caution suggests (None: not known).
 
     Returns:
         ``{"rule", "chosen", "choice", "gamma", "eps_frac", "qualifying", "reasons": {arm: [..]},
@@ -384,7 +385,7 @@ def recommend(rows: list[dict], rule: Rule = Rule()) -> dict:
                                      f"qualifies, but {_short(chosen['arm'])} has the larger "
                                      f"{rule.gain_band}-band gain at the same gamma"]
         reasons[chosen["arm"]] = ["chosen: " + _qualified_because(chosen, rule)]
-    caution = _growing_cost_caution(chosen, rule) if chosen else None
+    caution = _growing_cost_caution(chosen, rule, n_train) if chosen else None
     if caution:
         reasons[chosen["arm"]].append(caution)
     out = {"rule": rule.to_dict(), "chosen": chosen["arm"] if chosen else None,
@@ -410,7 +411,8 @@ def add_recommendation(result: dict, rule: Rule | None = None) -> dict:
     rule = rule or Rule(k=(result.get("settings") or {}).get("k"))
     rows = rows_from_result(result, rule.k)
     result["sweep"] = rows
-    result["recommendation"] = recommend(rows, rule)
+    pairs = ((result.get("data") or {}).get("train") or {}).get("pairs")
+    result["recommendation"] = recommend(rows, rule, n_train=pairs if isinstance(pairs, int) else None)
     return result
 
 
@@ -496,12 +498,14 @@ def summary_line(rec: dict, rows: list[dict], rule: Rule) -> str:
             + (f"; {rec['caution']}" if rec.get("caution") else ""))
 
 
-def _growing_cost_caution(row: dict, rule: Rule) -> str | None:
+def _growing_cost_caution(row: dict, rule: Rule, n_train: int | None = None) -> str | None:
     """The chosen arm's cost was measured while still growing: say so, with the trajectory, and what to run.
 
     Why: on the bundled model gamma 0.5's low-band MSE cost was -0.36% at 20 steps, +0.47% at 40 (under
     the 0.5% limit) and +1.37% at 150 steps (docs/lookahead.md): the last-step cost alone undersells it.
-    No extrapolation is offered: a linear one from the 20- and 40-step costs predicted 5.0% at 150."""
+    No extrapolation is offered: a linear one from the 20- and 40-step costs predicted 5.0% at 150.
+    The longer run suggested keeps the passes over the training pairs (4x the steps on 4x the pool), so
+    each pair is seen as often as in the sweep, as the long sweep did (150 steps on 60 pairs)."""
     growing = growing_costs(row, rule)
     if not growing:
         return None
@@ -511,8 +515,9 @@ def _growing_cost_caution(row: dict, rule: Rule) -> str | None:
         prev, last = cost[m]["trajectory"][-2], cost[m]["trajectory"][-1]
         parts.append(f"{_M[m]} {_pct(prev['mean'])} at {prev['steps']} steps, {_pct(last['mean'])} at {last['steps']}")
     steps = cost[growing[0]]["trajectory"][-1]["steps"]
+    longer = f"--steps {4 * steps}" + (f" --n-train {4 * n_train}" if n_train else "")
     return (f"caution: its {rule.cost_band}-band cost was still growing at the last step ({'; '.join(parts)}); "
-            f"a longer lookahead (--steps {4 * steps}) shows where it settles before a long run relies on it")
+            f"a longer lookahead ({longer}) shows where it settles before a long run relies on it")
 
 
 def _pct(x, sign: bool = True) -> str:
