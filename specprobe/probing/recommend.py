@@ -505,7 +505,8 @@ def _growing_cost_caution(row: dict, rule: Rule, n_train: int | None = None) -> 
     the 0.5% limit) and +1.37% at 150 steps (docs/lookahead.md): the last-step cost alone undersells it.
     No extrapolation is offered: a linear one from the 20- and 40-step costs predicted 5.0% at 150.
     The longer run suggested keeps the passes over the training pairs (4x the steps on 4x the pool), so
-    each pair is seen as often as in the sweep, as the long sweep did (150 steps on 60 pairs)."""
+    each pair is seen as often as in the sweep (8 times at the defaults; the long sweep: 150 steps on 60
+    pairs, 10 times)."""
     growing = growing_costs(row, rule)
     if not growing:
         return None
