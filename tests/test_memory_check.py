@@ -60,8 +60,10 @@ def test_graph_size_does_not_depend_on_memory_freed_earlier():
     for reuse (the resident set alone grew ~10x less then, and the check let through what could not fit)."""
     import torch
 
-    from specprobe.probing.memory import GraphSizer
+    from specprobe.probing.memory import GraphSizer, _heap_in_use
 
+    if _heap_in_use() is None:
+        pytest.skip("no glibc mallinfo2 here: the resident-set fallback cannot see reused memory")
     sizes = []
     for _ in range(3):
         with GraphSizer(torch.device("cpu")) as sizer:

@@ -103,7 +103,10 @@ _MALLINFO2 = []  # [function or None], resolved once
 
 def _heap_in_use() -> int | None:
     """Bytes the C heap has handed out (small blocks + mmapped large ones: torch's CPU tensors), or None
-    where glibc's ``mallinfo2`` (2.33+) is not there (macOS, musl, an older glibc)."""
+    where glibc's ``mallinfo2`` (2.33+) is not there (macOS, musl, an older glibc).
+
+    ``mallinfo2`` sees the main arena and every mmapped block, not other threads' arenas: right for the
+    forward, whose tensors the calling (main) thread allocates."""
     if not _MALLINFO2:
         import ctypes
 

@@ -239,11 +239,7 @@ def trajectories(n_traj: int, n_states: int, *, seed: int, interval_h: float, sp
     total_h, done_h = n_traj * (spinup_h + (n_states - 1) * interval_h), 0.0
     out = torch.empty(n_traj, n_states, len(CHANNELS), nlat, nlon)
     with torch.no_grad():
-        for start in range(0, n_traj, chunk):
-            uspec = torch.stack(ics[start : start + chunk])
-            k = uspec.shape[0]
-            force = None if forcing is None else forcing.start(s, k, stream)
-            uspec = advance(s, uspec, per_spinup, force)
+        for start, k, uspec, force in _spun_up(s, ics, chunk, per_spinup, forcing, stream):
             done_h += k * spinup_h
             for t in range(n_states):
                 if t:
@@ -269,6 +265,20 @@ def _seeded_start(n_traj: int, *, seed: int, forcing, nlat, nlon, grid, solver_n
         torch.manual_seed(seed)
         ics = [balanced_initial_condition(s, mach=mach) for _ in range(n_traj)]
     return s, sample, forcing, ics, torch.Generator().manual_seed(_forcing_seed(seed))
+
+
+def _spun_up(s, ics, chunk: int, per_spinup: int, forcing, stream):
+    """Per chunk of initial states, in order: (first index, size, state after the spin-up, its forcing).
+
+    The forcing of a chunk is started from ``stream`` before its spin-up, so :func:`trajectories` and
+    :func:`regime_statistics` draw the same forcing for the same runs."""
+    import torch
+
+    for start in range(0, len(ics), chunk):
+        uspec = torch.stack(ics[start : start + chunk])
+        k = uspec.shape[0]
+        force = None if forcing is None else forcing.start(s, k, stream)
+        yield start, k, advance(s, uspec, per_spinup, force), force
 
 
 def _forcing_seed(seed: int) -> int:
@@ -315,11 +325,7 @@ def regime_statistics(n_traj: int, n_states: int, *, seed: int, interval_h: floa
 
     n = 0
     with torch.no_grad():
-        for start in range(0, n_traj, chunk):
-            uspec = torch.stack(ics[start : start + chunk])
-            k = uspec.shape[0]
-            force = None if forcing is None else forcing.start(s, k, stream)
-            uspec = advance(s, uspec, per_spinup, force)
+        for _, k, uspec, force in _spun_up(s, ics, chunk, per_spinup, forcing, stream):
             for _ in range(n_states - 1):
                 x = sample(uspec)
                 twin = None if force is None else force.fork(twin_stream)
